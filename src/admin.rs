@@ -1,0 +1,239 @@
+//! The admin socket of SPEC §6: HTTP/1.1 + JSON over a Unix socket, a Pingora service in the
+//! same server as the proxy, so a change applied here is in the proxy's token set before the
+//! response is written.
+//!
+//! Access control is the socket's mode (0600) *and* the peer's uid from `SO_PEERCRED`, checked
+//! on every request: a socket file copied, re-permissioned or reached through a container mount
+//! still refuses other users.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::audit::AuditLog;
+use crate::config::parse_duration;
+use crate::tokens::{Change, Changed, Idp, Status, StoreError, TokenRecord, TokenStore};
+
+/// The largest admin request body; token requests are a few hundred bytes.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+pub struct AdminApp {
+    store: Arc<TokenStore>,
+    audit: Arc<AuditLog>,
+    allowed_uids: Vec<u32>,
+}
+
+/// An admin answer: status and JSON body (`None` for 204).
+struct Reply(u16, Option<Value>);
+
+fn error(status: u16, msg: impl std::fmt::Display) -> Reply {
+    Reply(status, Some(json!({ "error": msg.to_string() })))
+}
+
+/// The record as the admin API shows it: everything but the hash.
+pub fn public_record(r: &TokenRecord) -> Value {
+    json!({
+        "id": r.id,
+        "tenant": r.tenant,
+        "idp": r.idp.as_str(),
+        "status": match r.status { Status::Active => "active", Status::Inactive => "inactive" },
+        "domains": r.domains,
+        "created_at": r.created_at,
+        "refreshed_at": r.refreshed_at,
+        "expires_at": r.expires_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    tenant: String,
+    idp: String,
+    #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
+    expires_in: Option<String>,
+}
+
+impl AdminApp {
+    pub fn new(store: Arc<TokenStore>, audit: Arc<AuditLog>, allowed_uids: Vec<u32>) -> AdminApp {
+        AdminApp {
+            store,
+            audit,
+            allowed_uids,
+        }
+    }
+
+    fn peer_allowed(&self, uid: Option<u32>) -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let own = unsafe { libc::geteuid() };
+        uid.is_some_and(|u| u == own || self.allowed_uids.contains(&u))
+    }
+
+    async fn route(&self, method: &http::Method, path: &str, query: Option<&str>, body: &[u8], uid: u32) -> Reply {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method.as_str(), segments.as_slice()) {
+            ("GET", ["tokens"]) => {
+                let set = self.store.snapshot();
+                let list: Vec<Value> = set.records().iter().map(public_record).collect();
+                Reply(200, Some(json!({ "tokens": list })))
+            }
+            ("POST", ["tokens"]) => match parse_create(body) {
+                Ok(change) => self.apply(change, uid, 201).await,
+                Err(e) => e,
+            },
+            ("POST", ["tokens", id, "refresh"]) => self.apply(Change::Refresh(id.to_string()), uid, 200).await,
+            ("POST", ["tokens", id, "activate"]) => {
+                self.apply(Change::SetStatus(id.to_string(), Status::Active), uid, 200).await
+            }
+            ("POST", ["tokens", id, "deactivate"]) => {
+                self.apply(Change::SetStatus(id.to_string(), Status::Inactive), uid, 200).await
+            }
+            ("DELETE", ["tokens", id]) => self.apply(Change::Delete(id.to_string()), uid, 204).await,
+            ("GET", ["audit"]) => self.audit_since(query),
+            (_, ["tokens"] | ["tokens", ..] | ["audit"]) => error(405, format!("{method} is not allowed on {path}")),
+            _ => error(404, format!("no admin route {path}")),
+        }
+    }
+
+    /// Runs the change on a blocking thread (it fsyncs) and shapes the answer.
+    async fn apply(&self, change: Change, uid: u32, ok_status: u16) -> Reply {
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || store.apply(change, Some(uid))).await;
+        match result {
+            Ok(Ok(Changed { record, token })) => {
+                if ok_status == 204 {
+                    return Reply(204, None);
+                }
+                let mut body = record.as_ref().map(public_record).unwrap_or_else(|| json!({}));
+                if let (Some(t), Some(obj)) = (token, body.as_object_mut()) {
+                    obj.insert("token".into(), Value::String(t.expose().to_string()));
+                }
+                Reply(ok_status, Some(body))
+            }
+            Ok(Err(e)) => {
+                let status = match &e {
+                    StoreError::NotFound(_) => 404,
+                    StoreError::TooMany { .. } => 409,
+                    StoreError::BadRequest(_) => 400,
+                    StoreError::FileInvalid(_) => 409,
+                    StoreError::Persist(_) => 500,
+                };
+                error(status, e)
+            }
+            Err(e) => error(500, format!("admin task failed: {e}")),
+        }
+    }
+
+    fn audit_since(&self, query: Option<&str>) -> Reply {
+        let mut since = None;
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("since", v)) => {
+                    let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                    match DateTime::parse_from_rfc3339(&v) {
+                        Ok(t) => since = Some(t.with_timezone(&Utc)),
+                        Err(e) => return error(400, format!("since must be an RFC 3339 time: {e}")),
+                    }
+                }
+                _ => return error(400, format!("unknown query parameter {pair:?} (only since=)")),
+            }
+        }
+        match self.audit.read_since(since) {
+            Ok(events) => Reply(200, Some(json!({ "events": events }))),
+            Err(e) => error(500, e),
+        }
+    }
+}
+
+fn parse_create(body: &[u8]) -> Result<Change, Reply> {
+    let b: CreateBody = serde_json::from_slice(body).map_err(|e| error(400, format!("invalid JSON body: {e}")))?;
+    let idp = Idp::parse(&b.idp).ok_or_else(|| {
+        error(400, format!("idp {:?} is not one of entra, okta, google, onelogin, jumpcloud, other", b.idp))
+    })?;
+    if b.tenant.trim().is_empty() {
+        return Err(error(400, "tenant must not be empty"));
+    }
+    let expires_at = match b.expires_in {
+        None => None,
+        Some(s) => {
+            let d = parse_duration(&s).map_err(|e| error(400, format!("expires_in: {e}")))?;
+            let d = chrono::Duration::from_std(d).map_err(|e| error(400, format!("expires_in: {e}")))?;
+            if d.is_zero() {
+                return Err(error(400, "expires_in must be above zero"));
+            }
+            Some(Utc::now() + d)
+        }
+    };
+    Ok(Change::Create {
+        tenant: b.tenant,
+        idp,
+        domains: b.domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
+        expires_at,
+    })
+}
+
+/// The peer's uid from `SO_PEERCRED`; `None` if the kernel does not tell.
+pub fn peer_uid(fd: RawFd) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes passed; the kernel checks `fd`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Reply> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_ADMIN_BODY {
+                    return Err(error(413, "request body too large"));
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(error(400, format!("cannot read request body: {e}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let uid = session.stream().and_then(|s| peer_uid(s.id()));
+        let reply = if !self.peer_allowed(uid) {
+            log::warn!("admin: refused a connection from uid {uid:?}");
+            error(403, "this uid may not use the admin socket")
+        } else {
+            let method = session.req_header().method.clone();
+            let uri = session.req_header().uri.clone();
+            match read_body(session).await {
+                Ok(body) => self.route(&method, uri.path(), uri.query(), &body, uid.unwrap_or(0)).await,
+                Err(e) => e,
+            }
+        };
+        let body = reply.1.map(|v| serde_json::to_vec(&v).unwrap_or_default()).unwrap_or_default();
+        let mut builder = http::Response::builder().status(reply.0);
+        if reply.0 != 204 {
+            builder = builder
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::CONTENT_LENGTH, body.len());
+        }
+        builder.header(http::header::CACHE_CONTROL, "no-store").body(body).unwrap_or_default()
+    }
+}

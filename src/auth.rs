@@ -1,0 +1,159 @@
+//! Bearer-token authentication (SPEC §4, RFC 6750).
+//!
+//! The header is parsed strictly but forgivingly where RFCs allow it: the scheme is
+//! case-insensitive (RFC 9110 §11.1), optional whitespace around the token is ignored, and the
+//! token must be a `b64token` (RFC 6750 §2.1). Then the token is hashed and looked up; see
+//! [`crate::tokens::TokenSet::lookup`] for why that does not leak through timing.
+
+use http::HeaderMap;
+
+use crate::error::ScimError;
+use crate::tokens::{secret, Lookup, TokenInfo, TokenStore};
+
+/// Longer than any token the gate issues by far; hashing is cheap, but nothing this long is a
+/// token, and the answer does not depend on which tokens exist.
+const MAX_TOKEN_LEN: usize = 1024;
+
+const CHALLENGE: &str = "Bearer realm=\"scim\"";
+const CHALLENGE_INVALID: &str = "Bearer realm=\"scim\", error=\"invalid_token\"";
+const CHALLENGE_REQUEST: &str = "Bearer realm=\"scim\", error=\"invalid_request\"";
+
+fn unauthorized(challenge: &'static str, detail: &str) -> ScimError {
+    let mut e = ScimError::new(401, None, detail);
+    e.www_authenticate = Some(challenge);
+    e
+}
+
+/// Authenticates a request's headers against the store.
+pub fn authenticate(headers: &HeaderMap, store: &TokenStore) -> Result<TokenInfo, ScimError> {
+    let token = extract_bearer(headers)?;
+    match store.lookup(token) {
+        Lookup::Valid(info) => Ok(info),
+        Lookup::Unknown => Err(unauthorized(CHALLENGE_INVALID, "the bearer token is not valid")),
+        Lookup::Inactive => Err(unauthorized(CHALLENGE_INVALID, "the bearer token is inactive")),
+        Lookup::Expired => Err(unauthorized(CHALLENGE_INVALID, "the bearer token has expired")),
+    }
+}
+
+/// Returns the token bytes of the one `Authorization: Bearer` header, or the 401/400 to send.
+pub fn extract_bearer(headers: &HeaderMap) -> Result<&[u8], ScimError> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(unauthorized(CHALLENGE, "an Authorization: Bearer token is required"));
+    };
+    if values.next().is_some() {
+        // RFC 6750 §3.1: a malformed request is invalid_request, 400.
+        let mut e = ScimError::new(400, None, "more than one Authorization header was sent");
+        e.www_authenticate = Some(CHALLENGE_REQUEST);
+        return Err(e);
+    }
+    let raw = trim(value.as_bytes());
+    let (scheme, rest) = match raw.iter().position(|b| *b == b' ' || *b == b'\t') {
+        Some(i) => (&raw[..i], trim(&raw[i..])),
+        None => (raw, &raw[raw.len()..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(unauthorized(CHALLENGE, "the Authorization scheme must be Bearer"));
+    }
+    if rest.is_empty() {
+        return Err(unauthorized(CHALLENGE_INVALID, "the Bearer token is empty"));
+    }
+    if rest.len() > MAX_TOKEN_LEN || !is_b64token(rest) {
+        return Err(unauthorized(CHALLENGE_INVALID, "the bearer token is malformed"));
+    }
+    if rest.starts_with(secret::PREFIX.as_bytes()) && !secret::well_formed(rest) {
+        return Err(unauthorized(
+            CHALLENGE_INVALID,
+            "the bearer token is malformed (checksum mismatch: truncated or mistyped?)",
+        ));
+    }
+    Ok(rest)
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| *c != b' ' && *c != b'\t').unwrap_or(b.len());
+    let end = b.iter().rposition(|c| *c != b' ' && *c != b'\t').map_or(start, |i| i + 1);
+    &b[start..end.max(start)]
+}
+
+/// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(t: &[u8]) -> bool {
+    let body_end = t.iter().rposition(|c| *c != b'=').map_or(0, |i| i + 1);
+    body_end > 0
+        && t[..body_end]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-._~+/".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{Idp, Status, TokenRecord};
+
+    fn store(token: &str) -> TokenStore {
+        let r = TokenRecord {
+            id: "tok_1".into(),
+            tenant: "acme".into(),
+            idp: Idp::Okta,
+            status: Status::Active,
+            sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
+            domains: vec![],
+            created_at: chrono::Utc::now(),
+            refreshed_at: None,
+            expires_at: None,
+        };
+        TokenStore::from_records(vec![r], 2).expect("valid")
+    }
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(http::header::AUTHORIZATION, http::HeaderValue::from_bytes(v).expect("value"));
+        }
+        h
+    }
+
+    #[test]
+    fn accepted_spellings() {
+        let s = store("good-token");
+        for v in [&b"Bearer good-token"[..], b"bearer good-token", b"BEARER   good-token  ", b"  Bearer\tgood-token"] {
+            let info = authenticate(&headers(&[v]), &s).expect("valid");
+            assert_eq!(&*info.id, "tok_1");
+        }
+    }
+
+    #[test]
+    fn refused_spellings() {
+        let s = store("good-token");
+        let cases: Vec<(Vec<&[u8]>, u16, &str)> = vec![
+            (vec![], 401, CHALLENGE),
+            (vec![b"Bearer"], 401, CHALLENGE_INVALID),
+            (vec![b"Bearer    "], 401, CHALLENGE_INVALID),
+            (vec![b"Basic Z29vZC10b2tlbg=="], 401, CHALLENGE),
+            (vec![b"Bearer other-token"], 401, CHALLENGE_INVALID),
+            (vec![b"Bearer good token"], 401, CHALLENGE_INVALID),
+            (vec![b"Bearer good-token\xff"], 401, CHALLENGE_INVALID),
+            (vec![b"Bearer good-token", b"Bearer good-token"], 400, CHALLENGE_REQUEST),
+        ];
+        for (values, status, challenge) in cases {
+            let e = authenticate(&headers(&values), &s).expect_err("refused");
+            assert_eq!(e.status, status, "{values:?}");
+            assert_eq!(e.www_authenticate, Some(challenge), "{values:?}");
+            assert!(!e.detail.contains("good-token"), "the token never appears in an error");
+        }
+        let long = format!("Bearer {}", "a".repeat(8192));
+        assert_eq!(authenticate(&headers(&[long.as_bytes()]), &s).map_err(|e| e.status).err(), Some(401));
+    }
+
+    #[test]
+    fn a_mistyped_scimgate_token_fails_before_lookup() {
+        let t = secret::NewToken::generate();
+        let mut typo = t.expose().to_string();
+        typo.pop();
+        typo.push('0');
+        let typo = if secret::well_formed(typo.as_bytes()) { format!("{typo}x") } else { typo };
+        let e = extract_bearer(&headers(&[format!("Bearer {typo}").as_bytes()])).expect_err("bad checksum");
+        assert!(e.detail.contains("checksum"));
+        assert!(extract_bearer(&headers(&[format!("Bearer {}", t.expose()).as_bytes()])).is_ok());
+    }
+}

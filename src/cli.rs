@@ -1,0 +1,259 @@
+//! The command line of SPEC §1. Exit status: 0 success, 1 refused by the gate (or a start
+//! failure), 2 usage (clap's own code for usage errors).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::client::AdminClient;
+use crate::config::Config;
+use crate::server::{self, RunOptions};
+use crate::tokens::secret;
+
+#[derive(Parser)]
+#[command(name = "scim-gate", version, about = "A SCIM 2.0 token gate on Pingora")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gate (a Pingora server).
+    Run {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        #[arg(long)]
+        daemon: bool,
+        /// Take the listeners over from a running gate (send it SIGQUIT afterwards).
+        #[arg(long)]
+        upgrade: bool,
+    },
+    /// The gate in front of an in-memory demo directory, with a fresh token and curl lines.
+    Demo {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Validate a config file and print the effective configuration.
+    CheckConfig {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+    /// Read a token on stdin and print its SHA-256 in hex (for editing the token file by hand).
+    HashToken,
+    /// Manage tokens over the admin socket.
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The admin socket.
+    #[arg(long, global = true, conflicts_with = "config")]
+    socket: Option<PathBuf>,
+    /// Find the admin socket from this config file.
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; the secret is printed once, alone on the first line.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        idp: String,
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    List,
+    /// New secret for the same id; the old secret is dead when this returns.
+    Refresh { id: String },
+    Activate { id: String },
+    Deactivate { id: String },
+    Delete { id: String },
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Run { config, daemon, upgrade } => run(&config, RunOptions { daemon, upgrade }),
+        Command::Demo { port } => crate::demo_cmd::run(port),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::HashToken => hash_token(),
+        Command::Token(args) => token(args),
+    }
+}
+
+fn init_logging() {
+    let env = env_logger::Env::default().default_filter_or("info");
+    // A second init (tests calling in-process) is harmless.
+    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
+}
+
+fn run(config: &Path, opts: RunOptions) -> ExitCode {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    match server::build(&cfg, opts) {
+        Ok(built) => {
+            log::info!(
+                "scim-gate listening on {:?} (base path {}), upstream {}",
+                cfg.server.listen,
+                cfg.base_path,
+                cfg.upstream.url
+            );
+            built.server.run_forever()
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("scim-gate: {e}");
+    ExitCode::from(1)
+}
+
+fn check_config(config: &Path) -> ExitCode {
+    match Config::load(config) {
+        Ok(cfg) => {
+            print!("{}", cfg.to_yaml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn hash_token() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        return fail(&format!("cannot read stdin: {e}"));
+    }
+    // A trailing newline from `echo` is not part of the token.
+    let token = input.trim_end_matches(['\r', '\n']);
+    if token.is_empty() {
+        return fail(&"no token on stdin");
+    }
+    println!("{}", secret::to_hex(&secret::sha256(token.as_bytes())));
+    ExitCode::SUCCESS
+}
+
+fn socket_path(args: &TokenArgs) -> Result<PathBuf, String> {
+    match (&args.socket, &args.config) {
+        (Some(s), _) => Ok(s.clone()),
+        (None, Some(c)) => Config::load(c).map(|cfg| cfg.admin.socket).map_err(|e| e.to_string()),
+        (None, None) => Err("token commands need --socket PATH or -c CONFIG".into()),
+    }
+}
+
+fn token(args: TokenArgs) -> ExitCode {
+    let socket = match socket_path(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("scim-gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = AdminClient::new(&socket);
+    let (method, path, body) = match &args.command {
+        TokenCommand::Create {
+            tenant,
+            idp,
+            domains,
+            expires_in,
+        } => {
+            let mut b = json!({ "tenant": tenant, "idp": idp, "domains": domains });
+            if let (Some(e), Some(obj)) = (expires_in, b.as_object_mut()) {
+                obj.insert("expires_in".into(), Value::String(e.clone()));
+            }
+            ("POST", "/tokens".to_string(), Some(b))
+        }
+        TokenCommand::List => ("GET", "/tokens".to_string(), None),
+        TokenCommand::Refresh { id } => ("POST", format!("/tokens/{}/refresh", enc(id)), None),
+        TokenCommand::Activate { id } => ("POST", format!("/tokens/{}/activate", enc(id)), None),
+        TokenCommand::Deactivate { id } => ("POST", format!("/tokens/{}/deactivate", enc(id)), None),
+        TokenCommand::Delete { id } => ("DELETE", format!("/tokens/{}", enc(id)), None),
+    };
+    let reply = match client.call(method, &path, body.as_ref()) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if !(200..300).contains(&reply.status) {
+        let msg = reply.body["error"].as_str().unwrap_or("refused").to_string();
+        eprintln!("scim-gate: {} ({})", msg, reply.status);
+        return ExitCode::from(1);
+    }
+    print_reply(&args, &reply.body);
+    ExitCode::SUCCESS
+}
+
+fn enc(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The secret alone on the first line (so `TOKEN=$(… | head -1)` works), then details.
+fn print_reply(args: &TokenArgs, body: &Value) {
+    if let Some(t) = body["token"].as_str() {
+        println!("{t}");
+    }
+    if args.json {
+        if !body.is_null() {
+            println!("{body}");
+        }
+        return;
+    }
+    match &args.command {
+        TokenCommand::List => {
+            let tokens = body["tokens"].as_array().cloned().unwrap_or_default();
+            println!("{:<14} {:<12} {:<10} {:<9} {:<21} DOMAINS", "ID", "TENANT", "IDP", "STATUS", "EXPIRES");
+            for t in tokens {
+                println!(
+                    "{:<14} {:<12} {:<10} {:<9} {:<21} {}",
+                    t["id"].as_str().unwrap_or(""),
+                    t["tenant"].as_str().unwrap_or(""),
+                    t["idp"].as_str().unwrap_or(""),
+                    t["status"].as_str().unwrap_or(""),
+                    t["expires_at"].as_str().unwrap_or("never"),
+                    join(&t["domains"]),
+                );
+            }
+        }
+        TokenCommand::Delete { id } => println!("deleted {id}"),
+        _ => {
+            println!(
+                "id: {}\ntenant: {}\nidp: {}\nstatus: {}\ndomains: {}\nexpires_at: {}",
+                body["id"].as_str().unwrap_or(""),
+                body["tenant"].as_str().unwrap_or(""),
+                body["idp"].as_str().unwrap_or(""),
+                body["status"].as_str().unwrap_or(""),
+                join(&body["domains"]),
+                body["expires_at"].as_str().unwrap_or("never"),
+            );
+            if body["token"].is_string() {
+                println!("(the token above is shown once; the gate keeps only its SHA-256)");
+            }
+        }
+    }
+}
+
+fn join(v: &Value) -> String {
+    let items: Vec<&str> = v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    if items.is_empty() {
+        "(any)".into()
+    } else {
+        items.join(",")
+    }
+}

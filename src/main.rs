@@ -1,0 +1,4 @@
+//! The `scim-gate` binary: everything lives in the library; this only hands over to its CLI.
+fn main() -> std::process::ExitCode {
+    scim_gate::cli::main()
+}

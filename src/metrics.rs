@@ -1,0 +1,177 @@
+//! Prometheus metrics of SPEC §7, registered once in the default registry of the `prometheus`
+//! version that `pingora-prometheus` re-exports (a second copy of the crate would register into
+//! a registry nobody gathers, and the metrics would silently vanish).
+//!
+//! No label carries a secret or a user's data: labels are methods, resource kinds, outcome and
+//! reason names, token *ids* (public), and error kinds.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use pingora_prometheus::prometheus::{
+    self, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts,
+    TextEncoder,
+};
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
+    // A second registration only happens if two metrics share a name, which is a programming
+    // error caught by the unit tests; keep serving rather than panic in production.
+    if let Err(e) = prometheus::register(Box::new(c.clone())) {
+        log::error!("metric registration failed: {e}");
+    }
+    c
+}
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("scim_gate_requests_total", "SCIM requests by method, resource and outcome"),
+            &["method", "resource", "outcome"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+pub static DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "scim_gate_request_duration_seconds",
+                "Time from request head to the end of the response",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+pub static POLICY_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("scim_gate_policy_rejections_total", "Requests refused by a SCIM check, by rule"),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+pub static TOKENS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(Opts::new("scim_gate_tokens", "Loaded tokens by status"), &["status"])
+            .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+pub static TOKEN_EXPIRY: LazyLock<GaugeVec> = LazyLock::new(|| {
+    register(
+        GaugeVec::new(
+            Opts::new(
+                "scim_gate_token_expiry_timestamp_seconds",
+                "Unix time at which a token expires (absent: never)",
+            ),
+            &["token_id"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+pub static TOKEN_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("scim_gate_token_reloads_total", "Token file reloads by result"),
+            &["result"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new("scim_gate_upstream_errors_total", "Upstream failures by kind"),
+            &["kind"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+/// Metric constructors only fail on invalid names or label sets, which are constants here.
+fn unreachable_metric(e: prometheus::Error) -> ! {
+    panic!("invalid metric definition: {e}")
+}
+
+/// Touches every metric so they appear in `/metrics` from the start (an operator's alert on
+/// `scim_gate_token_reloads_total{result="error"}` should see 0, not "no data").
+pub fn init() {
+    for result in ["ok", "error"] {
+        TOKEN_RELOADS.with_label_values(&[result]);
+    }
+    for status in ["active", "inactive", "expired"] {
+        TOKENS.with_label_values(&[status]);
+    }
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&DURATION);
+    LazyLock::force(&POLICY_REJECTIONS);
+    LazyLock::force(&TOKEN_EXPIRY);
+    LazyLock::force(&UPSTREAM_ERRORS);
+}
+
+/// The Prometheus text of every registered metric.
+pub fn render() -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut buf) {
+        log::error!("metrics encoding failed: {e}");
+    }
+    buf
+}
+
+/// `GET /metrics` on `metrics.listen`; anything else is 404 (pingora-prometheus' own app answers
+/// every path, which would make typos in scrape configs look like success).
+pub struct MetricsApp;
+
+#[async_trait]
+impl ServeHttp for MetricsApp {
+    async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path();
+        let (status, ctype, body) = if path == "/metrics" {
+            (200, "text/plain; version=0.0.4", render())
+        } else {
+            (404, "text/plain", b"not found: metrics are at /metrics\n".to_vec())
+        };
+        http::Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, ctype)
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_metric_of_the_spec_is_rendered() {
+        super::init();
+        super::REQUESTS.with_label_values(&["GET", "Users", "forwarded"]).inc();
+        super::DURATION.observe(0.001);
+        super::POLICY_REJECTIONS.with_label_values(&["mutability"]).inc();
+        super::UPSTREAM_ERRORS.with_label_values(&["connect"]).inc();
+        super::TOKEN_EXPIRY.with_label_values(&["tok_1"]).set(1.0);
+        let text = String::from_utf8(super::render()).expect("utf8");
+        for name in [
+            "scim_gate_requests_total",
+            "scim_gate_request_duration_seconds",
+            "scim_gate_policy_rejections_total",
+            "scim_gate_tokens",
+            "scim_gate_token_expiry_timestamp_seconds",
+            "scim_gate_token_reloads_total",
+            "scim_gate_upstream_errors_total",
+        ] {
+            assert!(text.contains(name), "{name} missing");
+        }
+    }
+}

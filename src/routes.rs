@@ -1,0 +1,226 @@
+//! Public route matching (SPEC §4).
+//!
+//! The path is percent-decoded once and matched case-insensitively, and every spelling that could
+//! make the gate and the upstream disagree about which resource is meant — dot segments, encoded
+//! slashes or backslashes, doubled slashes, NUL, invalid UTF-8 — is refused with 400 before any
+//! check runs. The upstream then receives one canonical spelling (`/Users/{id}`), so no spelling
+//! of a path can slip past the checks.
+
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::error::ScimError;
+pub use crate::scim::Resource;
+
+/// A SCIM endpoint under `base_path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Collection(Resource),
+    Item(Resource, String),
+    /// `/.search` (None) or `/Users/.search`.
+    Search(Option<Resource>),
+    Bulk,
+    ServiceProviderConfig,
+    Schemas(Option<String>),
+    ResourceTypes(Option<String>),
+}
+
+impl Route {
+    /// A short, bounded label for metrics and logs (never an id).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Collection(Resource::Users) | Route::Item(Resource::Users, _) => "Users",
+            Route::Collection(Resource::Groups) | Route::Item(Resource::Groups, _) => "Groups",
+            Route::Search(_) => "search",
+            Route::Bulk => "Bulk",
+            Route::ServiceProviderConfig => "ServiceProviderConfig",
+            Route::Schemas(_) => "Schemas",
+            Route::ResourceTypes(_) => "ResourceTypes",
+        }
+    }
+
+    /// The canonical path below the SCIM root, as sent to the upstream.
+    pub fn upstream_suffix(&self) -> String {
+        fn res(r: Resource) -> &'static str {
+            match r {
+                Resource::Users => "/Users",
+                Resource::Groups => "/Groups",
+            }
+        }
+        match self {
+            Route::Collection(r) => res(*r).to_string(),
+            Route::Item(r, id) => format!("{}/{}", res(*r), encode_segment(id)),
+            Route::Search(None) => "/.search".into(),
+            Route::Search(Some(r)) => format!("{}/.search", res(*r)),
+            Route::Bulk => "/Bulk".into(),
+            Route::ServiceProviderConfig => "/ServiceProviderConfig".into(),
+            Route::Schemas(None) => "/Schemas".into(),
+            Route::Schemas(Some(id)) => format!("/Schemas/{}", encode_segment(id)),
+            Route::ResourceTypes(None) => "/ResourceTypes".into(),
+            Route::ResourceTypes(Some(id)) => format!("/ResourceTypes/{}", encode_segment(id)),
+        }
+    }
+
+    /// Which methods the route takes. Anything else is 405, so e.g. a POST to `/Users/{id}`
+    /// cannot reach an upstream that might treat it as a write the checks never saw.
+    pub fn allows(&self, method: &http::Method) -> bool {
+        use http::Method as M;
+        match self {
+            Route::Collection(_) => matches!(*method, M::GET | M::POST),
+            Route::Item(..) => matches!(*method, M::GET | M::PUT | M::PATCH | M::DELETE),
+            Route::Search(_) | Route::Bulk => *method == M::POST,
+            Route::ServiceProviderConfig | Route::Schemas(_) | Route::ResourceTypes(_) => *method == M::GET,
+        }
+    }
+}
+
+/// Characters re-encoded in an id sent upstream (everything that is not a plain path char).
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+fn encode_segment(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+fn bad(detail: &str) -> ScimError {
+    ScimError::new(400, Some("invalidPath"), detail)
+}
+
+/// Matches a raw request path (no query) against `base_path` (already normalised, no trailing
+/// slash). Errors are complete SCIM errors: 400 for unsafe spellings, 404, 501 for `/Me`.
+pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> {
+    let lower = raw_path.to_ascii_lowercase();
+    // Encoded separators would be decoded into a different path by some upstreams and not by
+    // others; refuse them outright (%2f '/', %5c '\', %00 NUL).
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return Err(bad("encoded slashes, backslashes and NUL are not allowed in the path"));
+    }
+    let decoded = percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| bad("the path is not valid UTF-8 after percent-decoding"))?;
+    if decoded.contains("//") {
+        return Err(bad("empty path segments ('//') are not allowed"));
+    }
+    if decoded.contains('\\') || decoded.chars().any(char::is_control) {
+        return Err(bad("backslashes and control characters are not allowed in the path"));
+    }
+    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
+    if segments.iter().any(|s| *s == "." || *s == "..") {
+        return Err(bad("dot segments are not allowed in the path"));
+    }
+    let base: Vec<&str> = base_path.split('/').skip(1).filter(|s| !s.is_empty()).collect();
+    let not_found = || ScimError::new(404, None, "no such SCIM endpoint");
+    if segments.len() < base.len() || !segments.iter().zip(&base).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+        return Err(not_found());
+    }
+    let mut rest: Vec<&str> = segments[base.len()..].to_vec();
+    // One trailing slash is tolerated (`/Users/` is `/Users`).
+    if rest.last() == Some(&"") {
+        rest.pop();
+    }
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+    let resource = |s: &str| {
+        if is(s, "Users") {
+            Some(Resource::Users)
+        } else if is(s, "Groups") {
+            Some(Resource::Groups)
+        } else {
+            None
+        }
+    };
+    match rest.as_slice() {
+        [me, ..] if is(me, "Me") => Err(ScimError::new(501, None, "/Me is not supported by this gate")),
+        [r] if resource(r).is_some() => Ok(Route::Collection(resource(r).unwrap_or(Resource::Users))),
+        [r, s] if resource(r).is_some() && is(s, ".search") => Ok(Route::Search(resource(r))),
+        [r, id] if resource(r).is_some() && !id.is_empty() => {
+            Ok(Route::Item(resource(r).unwrap_or(Resource::Users), id.to_string()))
+        }
+        [s] if is(s, ".search") => Ok(Route::Search(None)),
+        [s] if is(s, "Bulk") => Ok(Route::Bulk),
+        [s] if is(s, "ServiceProviderConfig") => Ok(Route::ServiceProviderConfig),
+        [s] if is(s, "Schemas") => Ok(Route::Schemas(None)),
+        [s, id] if is(s, "Schemas") && !id.is_empty() => Ok(Route::Schemas(Some(id.to_string()))),
+        [s] if is(s, "ResourceTypes") => Ok(Route::ResourceTypes(None)),
+        [s, id] if is(s, "ResourceTypes") && !id.is_empty() => Ok(Route::ResourceTypes(Some(id.to_string()))),
+        _ => Err(not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "/scim/v2";
+
+    #[test]
+    fn every_spelling_of_users_is_the_same_route() {
+        for p in ["/scim/v2/Users", "/scim/v2/users", "/SCIM/V2/USERS", "/scim/v2/Users/", "/scim/v2/%55sers", "/scim/v2/%75sers"] {
+            assert_eq!(match_route(p, BASE), Ok(Route::Collection(Resource::Users)), "{p}");
+        }
+        assert_eq!(
+            match_route("/scim/v2/Users/abc%20def", BASE),
+            Ok(Route::Item(Resource::Users, "abc def".into()))
+        );
+        assert_eq!(Route::Item(Resource::Users, "abc def".into()).upstream_suffix(), "/Users/abc%20def");
+    }
+
+    #[test]
+    fn other_routes() {
+        assert_eq!(match_route("/scim/v2/Groups/.search", BASE), Ok(Route::Search(Some(Resource::Groups))));
+        assert_eq!(match_route("/scim/v2/.search", BASE), Ok(Route::Search(None)));
+        assert_eq!(match_route("/scim/v2/bulk", BASE), Ok(Route::Bulk));
+        assert_eq!(match_route("/scim/v2/Schemas/urn:x", BASE), Ok(Route::Schemas(Some("urn:x".into()))));
+        assert_eq!(match_route("/scim/v2/ResourceTypes", BASE), Ok(Route::ResourceTypes(None)));
+        assert_eq!(match_route("/scim/v2/ServiceProviderConfig", BASE), Ok(Route::ServiceProviderConfig));
+    }
+
+    #[test]
+    fn unsafe_spellings_are_400() {
+        for p in [
+            "/scim/v2/Users/../Groups",
+            "/scim/v2/./Users",
+            "/scim/v2/%2e%2e/Users",
+            "/scim/v2//Users",
+            "/scim/v2/Users%2fabc",
+            "/scim/v2/Users%2Fabc",
+            "/scim/v2/Users%5cabc",
+            "/scim/v2/Users/a%00",
+            "/scim/v2/Users/%ff",
+            "/scim//v2/Users",
+        ] {
+            let e = match_route(p, BASE).expect_err(p);
+            assert_eq!((e.status, e.scim_type), (400, Some("invalidPath")), "{p}");
+        }
+    }
+
+    #[test]
+    fn unknown_is_404_and_me_is_501() {
+        for p in ["/", "/scim", "/scim/v2", "/scim/v2/Nope", "/other/Users", "/scim/v2/Users/1/extra", "/scim/v3/Users"] {
+            assert_eq!(match_route(p, BASE).map_err(|e| e.status), Err(404), "{p}");
+        }
+        assert_eq!(match_route("/scim/v2/Me", BASE).map_err(|e| e.status), Err(501));
+        assert_eq!(match_route("/scim/v2/me/x", BASE).map_err(|e| e.status), Err(501));
+    }
+
+    #[test]
+    fn methods_are_limited_per_route() {
+        assert!(Route::Collection(Resource::Users).allows(&http::Method::POST));
+        assert!(!Route::Collection(Resource::Users).allows(&http::Method::PATCH));
+        assert!(!Route::Item(Resource::Users, "1".into()).allows(&http::Method::POST));
+        assert!(!Route::Search(None).allows(&http::Method::GET));
+    }
+}

@@ -1,0 +1,159 @@
+//! Assembles the Pingora server from a validated [`Config`]: the proxy, the admin socket, the
+//! metrics listener, the token watcher and the shutdown drain.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::gate::Gate;
+use crate::metrics::{self, MetricsApp};
+use crate::proxy::GateProxy;
+use crate::tokens::{watch, TokenStore};
+use crate::StartError;
+
+/// Process-level switches of `scim-gate run`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    pub daemon: bool,
+    pub upgrade: bool,
+}
+
+/// Everything a running gate holds, for callers (the `demo` command) that need the store.
+pub struct Built {
+    pub server: Server,
+    pub gate: Arc<Gate>,
+    pub tokens: Arc<TokenStore>,
+}
+
+/// Opens the audit log and token file, builds every service, and fails with a clear error for
+/// everything Pingora would otherwise panic on later (busy ports, missing certificates).
+pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
+    metrics::init();
+    let audit = Arc::new(AuditLog::open(&cfg.audit.file)?);
+    let tokens = TokenStore::open(&cfg.tokens.file, cfg.tokens.max_per_idp, Some(audit.clone()))?;
+    let gate = Arc::new(Gate::new(cfg, tokens.clone())?);
+
+    if !opts.upgrade {
+        // Pingora panics inside the listening service when a bind fails; check first so the
+        // operator gets the address and the reason instead of a backtrace. (With --upgrade the
+        // sockets come from the old process and are busy by design.)
+        for addr in cfg.server.listen.iter().chain(std::iter::once(&cfg.metrics.listen)) {
+            std::net::TcpListener::bind(addr).map_err(|e| StartError::Listen(format!("{addr}: {e}")))?;
+        }
+    }
+
+    let run_dir = cfg.admin.socket.parent().unwrap_or(Path::new("."));
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        daemon: opts.daemon,
+        // Pingora sleeps the whole grace period on SIGTERM even when nothing is in flight
+        // (pingora-core server/mod.rs, `thread::sleep(exit_timeout)`); the Drain service below
+        // exits as soon as the last request is done, this is only the ceiling.
+        grace_period_seconds: Some(cfg.server.shutdown_grace.as_secs().max(1)),
+        graceful_shutdown_timeout_seconds: Some(1),
+        pid_file: run_dir.join("scim-gate.pid").display().to_string(),
+        upgrade_sock: run_dir.join("scim-gate-upgrade.sock").display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        GateProxy { gate: gate.clone() },
+        "scim-gate proxy",
+    );
+    for addr in &cfg.server.listen {
+        match &cfg.server.tls {
+            None => proxy.add_tcp(addr),
+            Some(tls) => proxy
+                .add_tls(addr, &tls.cert.display().to_string(), &tls.key.display().to_string())
+                .map_err(|e| StartError::Listen(format!("{addr}: TLS: {e}")))?,
+        }
+    }
+    server.add_service(proxy);
+
+    let mut admin = Service::new(
+        "scim-gate admin".to_string(),
+        HttpServer::new_app(AdminApp::new(tokens.clone(), audit, cfg.admin.allowed_uids.clone())),
+    );
+    // Pingora's add_uds defaults to mode 0666; the admin socket must be 0600 (SPEC §6).
+    admin.add_uds(
+        &cfg.admin.socket.display().to_string(),
+        Some(std::fs::Permissions::from_mode(0o600)),
+    );
+    server.add_service(admin);
+
+    let mut metrics_service = Service::new("scim-gate metrics".to_string(), HttpServer::new_app(MetricsApp));
+    metrics_service.add_tcp(&cfg.metrics.listen);
+    server.add_service(metrics_service);
+
+    // Started by Pingora after it daemonised, so the watcher thread survives the fork.
+    server.add_service(background_service("token watch", TokenWatch(tokens.clone())));
+    server.add_service(background_service(
+        "drain",
+        Drain {
+            gate: gate.clone(),
+            grace: cfg.server.shutdown_grace,
+        },
+    ));
+    Ok(Built { server, gate, tokens })
+}
+
+struct TokenWatch(Arc<TokenStore>);
+
+#[async_trait]
+impl BackgroundService for TokenWatch {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        if let Err(e) = watch::spawn(self.0.clone()) {
+            log::error!("cannot watch the token file, hot reload is off: {e}");
+        }
+    }
+}
+
+/// On graceful shutdown (SIGTERM, or the old process after an upgrade), exits as soon as no
+/// request is in flight, and at the latest when `server.shutdown_grace` has passed.
+struct Drain {
+    gate: Arc<Gate>,
+    grace: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + self.grace;
+        // Let the listeners see the shutdown before counting, so no new request sneaks in.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while self.gate.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.gate.in_flight();
+        if left > 0 {
+            log::warn!("shutdown grace over with {left} request(s) in flight; exiting");
+        } else {
+            log::info!("drained; exiting");
+        }
+        std::process::exit(0);
+    }
+}

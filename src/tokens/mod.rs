@@ -1,0 +1,581 @@
+//! The token store: which bearer tokens pass, read on every request without a lock.
+//!
+//! The request path does `sha256(presented) → HashMap lookup` on an immutable [`TokenSet`]
+//! published through an `ArcSwap`. Writers (admin calls, file reloads, expiry) build a whole new
+//! set and swap it in, serialised by a mutex the request path never touches. A swap is visible to
+//! every worker thread as soon as `store()` returns, which is what lets an admin refresh kill the
+//! old secret before the admin call answers.
+
+pub mod file;
+pub mod secret;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+
+use crate::audit::{AuditEvent, AuditLog};
+use crate::metrics;
+pub use file::{Idp, Status, TokenFileError, TokenRecord};
+use secret::NewToken;
+
+/// What the proxy needs to know about a token that passed. Cheap to clone (shared strings).
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub id: Arc<str>,
+    pub tenant: Arc<str>,
+    pub idp: Idp,
+    pub domains: Arc<[String]>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    info: TokenInfo,
+    active: bool,
+    /// Unix seconds; checked per request so a token dies at its expiry without any event.
+    expires_at: Option<i64>,
+}
+
+/// The answer of a lookup. Inactive and expired tokens are told apart so the 401's detail can
+/// say which (SPEC §4) — naming the state, never the token.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Valid(TokenInfo),
+    Unknown,
+    Inactive,
+    Expired,
+}
+
+/// An immutable snapshot: the file's records plus the hash index built from them.
+#[derive(Debug, Default)]
+pub struct TokenSet {
+    by_hash: HashMap<[u8; 32], Entry>,
+    records: Vec<TokenRecord>,
+}
+
+impl TokenSet {
+    /// Builds the index; `records` must already be validated by [`file::validate`].
+    fn build(records: Vec<TokenRecord>) -> TokenSet {
+        let mut by_hash = HashMap::with_capacity(records.len());
+        for r in &records {
+            let Some(hash) = secret::from_hex(&r.sha256) else { continue };
+            let info = TokenInfo {
+                id: Arc::from(r.id.as_str()),
+                tenant: Arc::from(r.tenant.as_str()),
+                idp: r.idp,
+                domains: Arc::from(r.domains.clone()),
+            };
+            by_hash.insert(
+                hash,
+                Entry {
+                    info,
+                    active: r.status == Status::Active,
+                    expires_at: r.expires_at.map(|t| t.timestamp()),
+                },
+            );
+        }
+        TokenSet { by_hash, records }
+    }
+
+    /// Hash-then-lookup. The map compares digests, not secrets, so how long a comparison takes
+    /// tells an attacker only about a SHA-256 value they cannot choose a preimage for.
+    pub fn lookup(&self, presented: &[u8], now_unix: i64) -> Lookup {
+        let digest = secret::sha256(presented);
+        match self.by_hash.get(&digest) {
+            None => Lookup::Unknown,
+            Some(e) if !e.active => Lookup::Inactive,
+            Some(e) if e.expires_at.is_some_and(|t| t <= now_unix) => Lookup::Expired,
+            Some(e) => Lookup::Valid(e.info.clone()),
+        }
+    }
+
+    pub fn records(&self) -> &[TokenRecord] {
+        &self.records
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Why an admin change was refused. Each maps to one HTTP status in the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("token {0} not found")]
+    NotFound(String),
+    #[error("tenant {tenant:?} already holds {max} tokens for idp {idp}: delete or refresh one instead")]
+    TooMany {
+        tenant: String,
+        idp: String,
+        max: usize,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the token file has an invalid edit, fix it before changing tokens: {0}")]
+    FileInvalid(TokenFileError),
+    #[error("cannot persist the change: {0}")]
+    Persist(String),
+}
+
+/// What the writer lock guards: the bytes of the file as the gate last read or wrote them, so a
+/// watcher event caused by the gate's own write is recognised and not applied twice.
+struct WriterState {
+    last_bytes: Option<Vec<u8>>,
+}
+
+/// The live token set plus everything needed to change it safely.
+pub struct TokenStore {
+    current: ArcSwap<TokenSet>,
+    file: PathBuf,
+    max_per_idp: usize,
+    writer: Mutex<WriterState>,
+    audit: Option<Arc<AuditLog>>,
+}
+
+/// An admin change, applied to a copy of the records under the writer lock.
+pub enum Change {
+    Create {
+        tenant: String,
+        idp: Idp,
+        domains: Vec<String>,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    Refresh(String),
+    SetStatus(String, Status),
+    Delete(String),
+}
+
+/// The result of a change: the affected record and, for create/refresh, the one-time secret.
+pub struct Changed {
+    pub record: Option<TokenRecord>,
+    pub token: Option<NewToken>,
+}
+
+impl TokenStore {
+    /// Loads the token file (creating an empty one if it does not exist). An invalid file at
+    /// start is an error: the gate must not start with a set the operator did not intend.
+    pub fn open(
+        file: &Path,
+        max_per_idp: usize,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Result<Arc<TokenStore>, TokenFileError> {
+        let (records, bytes) = match std::fs::read(file) {
+            Ok(bytes) => (file::parse(&bytes, max_per_idp)?, bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let bytes = file::render(&[]);
+                file::write_atomic(file, &bytes)?;
+                (Vec::new(), bytes)
+            }
+            Err(e) => return Err(TokenFileError::Io(file.display().to_string(), e)),
+        };
+        let store = TokenStore {
+            current: ArcSwap::from_pointee(TokenSet::build(records)),
+            file: file.to_path_buf(),
+            max_per_idp,
+            writer: Mutex::new(WriterState {
+                last_bytes: Some(bytes),
+            }),
+            audit,
+        };
+        store.publish_metrics();
+        Ok(Arc::new(store))
+    }
+
+    /// An in-memory store for tests and the embedded example: no file, no audit.
+    pub fn from_records(records: Vec<TokenRecord>, max_per_idp: usize) -> Result<TokenStore, TokenFileError> {
+        file::validate(&records, max_per_idp)?;
+        Ok(TokenStore {
+            current: ArcSwap::from_pointee(TokenSet::build(records)),
+            file: PathBuf::new(),
+            max_per_idp,
+            writer: Mutex::new(WriterState { last_bytes: None }),
+            audit: None,
+        })
+    }
+
+    /// The request path: one atomic load, one hash, one map lookup.
+    pub fn lookup(&self, presented: &[u8]) -> Lookup {
+        self.current.load().lookup(presented, Utc::now().timestamp())
+    }
+
+    /// The current snapshot (for listing).
+    pub fn snapshot(&self) -> Arc<TokenSet> {
+        self.current.load_full()
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Re-reads the file after a change on disk. Unchanged bytes (including the gate's own last
+    /// write) are a no-op; an invalid file keeps the previous set, logs why and counts an error.
+    pub fn reload_from_disk(&self) -> Result<bool, TokenFileError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_locked(&mut w)
+    }
+
+    fn reload_locked(&self, w: &mut WriterState) -> Result<bool, TokenFileError> {
+        let bytes = match std::fs::read(&self.file) {
+            Ok(b) => b,
+            Err(e) => {
+                let err = TokenFileError::Io(self.file.display().to_string(), e);
+                return Err(self.reload_failed(err));
+            }
+        };
+        if w.last_bytes.as_deref() == Some(bytes.as_slice()) {
+            return Ok(false);
+        }
+        let records = file::parse(&bytes, self.max_per_idp).map_err(|e| self.reload_failed(e))?;
+        let old = self.current.load_full();
+        let changes = diff(old.records(), &records);
+        self.current.store(Arc::new(TokenSet::build(records)));
+        w.last_bytes = Some(bytes);
+        metrics::TOKEN_RELOADS.with_label_values(&["ok"]).inc();
+        self.publish_metrics();
+        log::info!("token file {} reloaded: {}", self.file.display(), changes);
+        if let Some(audit) = &self.audit {
+            let mut ev = AuditEvent::new("tokens.reloaded");
+            ev.changes = Some(changes);
+            if let Err(e) = audit.append(&ev) {
+                log::error!("{e}");
+            }
+        }
+        Ok(true)
+    }
+
+    fn reload_failed(&self, e: TokenFileError) -> TokenFileError {
+        metrics::TOKEN_RELOADS.with_label_values(&["error"]).inc();
+        log::error!("token file {} not reloaded, previous tokens stay in force: {e}", self.file.display());
+        e
+    }
+
+    /// Applies an admin change. When this returns Ok, the change is (1) persisted atomically to
+    /// the token file, (2) in the audit log, and (3) in force for every worker — in that order,
+    /// so a failure of (1) or (2) leaves the live set untouched.
+    pub fn apply(&self, change: Change, uid: Option<u32>) -> Result<Changed, StoreError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // An operator's hand edit that the watcher has not picked up yet must not be
+        // overwritten: take it in first (or refuse while the file is broken).
+        if w.last_bytes.is_some() {
+            self.reload_locked(&mut w).map_err(StoreError::FileInvalid)?;
+        }
+        let old = self.current.load_full();
+        let mut records = old.records().to_vec();
+        let (changed, event) = self.edit(&mut records, change)?;
+        file::validate(&records, self.max_per_idp).map_err(|e| StoreError::BadRequest(e.to_string()))?;
+        let bytes = file::render(&records);
+        if w.last_bytes.is_some() {
+            let previous = w.last_bytes.clone();
+            file::write_atomic(&self.file, &bytes).map_err(|e| StoreError::Persist(e.to_string()))?;
+            if let Some(audit) = &self.audit {
+                let mut ev = AuditEvent::new(event);
+                if let Some(r) = &changed.record {
+                    ev.token_id = Some(r.id.clone());
+                    ev.tenant = Some(r.tenant.clone());
+                    ev.idp = Some(r.idp.as_str().to_string());
+                }
+                ev.uid = uid;
+                if let Err(e) = audit.append(&ev) {
+                    // Keep file and memory in agreement: put the previous file back.
+                    if let Some(prev) = previous {
+                        if let Err(e2) = file::write_atomic(&self.file, &prev) {
+                            log::error!("cannot restore token file after audit failure: {e2}");
+                        }
+                    }
+                    return Err(StoreError::Persist(e.to_string()));
+                }
+            }
+            w.last_bytes = Some(bytes);
+        }
+        self.current.store(Arc::new(TokenSet::build(records)));
+        self.publish_metrics();
+        Ok(changed)
+    }
+
+    /// The pure part of a change: edits `records` and names the audit event.
+    fn edit(&self, records: &mut Vec<TokenRecord>, change: Change) -> Result<(Changed, &'static str), StoreError> {
+        let now = Utc::now();
+        let find = |records: &Vec<TokenRecord>, id: &str| {
+            records
+                .iter()
+                .position(|r| r.id == id)
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))
+        };
+        match change {
+            Change::Create {
+                tenant,
+                idp,
+                domains,
+                expires_at,
+            } => {
+                let held = records.iter().filter(|r| r.tenant == tenant && r.idp == idp).count();
+                if held >= self.max_per_idp {
+                    return Err(StoreError::TooMany {
+                        tenant,
+                        idp: idp.as_str().to_string(),
+                        max: self.max_per_idp,
+                    });
+                }
+                let token = NewToken::generate();
+                let record = TokenRecord {
+                    id: new_id(records),
+                    tenant,
+                    idp,
+                    status: Status::Active,
+                    sha256: secret::to_hex(&token.sha256()),
+                    domains,
+                    created_at: now,
+                    refreshed_at: None,
+                    expires_at,
+                };
+                records.push(record.clone());
+                Ok((
+                    Changed {
+                        record: Some(record),
+                        token: Some(token),
+                    },
+                    "token.created",
+                ))
+            }
+            Change::Refresh(id) => {
+                let i = find(records, &id)?;
+                let token = NewToken::generate();
+                records[i].sha256 = secret::to_hex(&token.sha256());
+                records[i].refreshed_at = Some(now);
+                Ok((
+                    Changed {
+                        record: Some(records[i].clone()),
+                        token: Some(token),
+                    },
+                    "token.refreshed",
+                ))
+            }
+            Change::SetStatus(id, status) => {
+                let i = find(records, &id)?;
+                records[i].status = status;
+                let event = match status {
+                    Status::Active => "token.activated",
+                    Status::Inactive => "token.deactivated",
+                };
+                Ok((
+                    Changed {
+                        record: Some(records[i].clone()),
+                        token: None,
+                    },
+                    event,
+                ))
+            }
+            Change::Delete(id) => {
+                let i = find(records, &id)?;
+                let record = records.remove(i);
+                Ok((
+                    Changed {
+                        record: Some(record),
+                        token: None,
+                    },
+                    "token.deleted",
+                ))
+            }
+        }
+    }
+
+    /// Emits `token.expired` for tokens whose expiry passed in `(since, now]`, and refreshes the
+    /// gauges. Called about once a second by the server; lookups do not depend on it.
+    pub fn announce_expired(&self, since: DateTime<Utc>, now: DateTime<Utc>) {
+        let set = self.current.load();
+        for r in set.records() {
+            if let Some(t) = r.expires_at {
+                if t > since && t <= now {
+                    log::info!("token {} ({} / {}) expired", r.id, r.tenant, r.idp.as_str());
+                    if let Some(audit) = &self.audit {
+                        let mut ev = AuditEvent::new("token.expired");
+                        ev.token_id = Some(r.id.clone());
+                        ev.tenant = Some(r.tenant.clone());
+                        ev.idp = Some(r.idp.as_str().to_string());
+                        if let Err(e) = audit.append(&ev) {
+                            log::error!("{e}");
+                        }
+                    }
+                    self.publish_metrics();
+                }
+            }
+        }
+    }
+
+    /// Sets `scim_gate_tokens{status}` and the per-token expiry gauges from the live set.
+    fn publish_metrics(&self) {
+        let set = self.current.load();
+        let now = Utc::now();
+        let (mut active, mut inactive, mut expired) = (0i64, 0i64, 0i64);
+        metrics::TOKEN_EXPIRY.reset();
+        for r in set.records() {
+            match (r.status, r.expires_at) {
+                (Status::Inactive, _) => inactive += 1,
+                (_, Some(t)) if t <= now => expired += 1,
+                _ => active += 1,
+            }
+            if let Some(t) = r.expires_at {
+                metrics::TOKEN_EXPIRY.with_label_values(&[&r.id]).set(t.timestamp() as f64);
+            }
+        }
+        metrics::TOKENS.with_label_values(&["active"]).set(active);
+        metrics::TOKENS.with_label_values(&["inactive"]).set(inactive);
+        metrics::TOKENS.with_label_values(&["expired"]).set(expired);
+    }
+}
+
+/// `tok_` + 8 random hex digits, unique within the file.
+fn new_id(records: &[TokenRecord]) -> String {
+    loop {
+        let id = format!("tok_{:08x}", rand::random::<u32>());
+        if !records.iter().any(|r| r.id == id) {
+            return id;
+        }
+    }
+}
+
+/// What an external edit changed, by token id (for the `tokens.reloaded` audit event).
+fn diff(old: &[TokenRecord], new: &[TokenRecord]) -> serde_json::Value {
+    let old_by_id: HashMap<&str, &TokenRecord> = old.iter().map(|r| (r.id.as_str(), r)).collect();
+    let new_by_id: HashMap<&str, &TokenRecord> = new.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut added: Vec<&str> = new_by_id.keys().filter(|k| !old_by_id.contains_key(*k)).copied().collect();
+    let mut removed: Vec<&str> = old_by_id.keys().filter(|k| !new_by_id.contains_key(*k)).copied().collect();
+    let mut changed: Vec<&str> = new_by_id
+        .iter()
+        .filter(|(k, r)| old_by_id.get(*k).is_some_and(|o| o != *r))
+        .map(|(k, _)| *k)
+        .collect();
+    added.sort_unstable();
+    removed.sort_unstable();
+    changed.sort_unstable();
+    serde_json::json!({"added": added, "removed": removed, "changed": changed})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, tenant: &str, idp: Idp, token: &str) -> TokenRecord {
+        TokenRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            idp,
+            status: Status::Active,
+            sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
+            domains: vec![],
+            created_at: Utc::now(),
+            refreshed_at: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn lookup_tells_valid_unknown_inactive_and_expired_apart() {
+        let mut inactive = record("tok_b", "acme", Idp::Entra, "b");
+        inactive.status = Status::Inactive;
+        let mut expired = record("tok_c", "acme", Idp::Google, "c");
+        expired.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+        let store = TokenStore::from_records(vec![record("tok_a", "acme", Idp::Okta, "a"), inactive, expired], 2)
+            .expect("valid");
+        assert!(matches!(store.lookup(b"a"), Lookup::Valid(i) if &*i.id == "tok_a" && &*i.tenant == "acme"));
+        assert!(matches!(store.lookup(b"zzz"), Lookup::Unknown));
+        assert!(matches!(store.lookup(b"b"), Lookup::Inactive));
+        assert!(matches!(store.lookup(b"c"), Lookup::Expired));
+    }
+
+    #[test]
+    fn admin_changes_persist_audit_and_apply_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let audit = Arc::new(AuditLog::open(&dir.path().join("audit.jsonl")).expect("audit"));
+        let path = dir.path().join("tokens.yaml");
+        let store = TokenStore::open(&path, 2, Some(audit.clone())).expect("open");
+        let create = || Change::Create {
+            tenant: "acme".into(),
+            idp: Idp::Okta,
+            domains: vec!["acme.com".into()],
+            expires_at: None,
+        };
+        let a = store.apply(create(), Some(0)).expect("first");
+        let first = a.token.expect("secret");
+        assert!(matches!(store.lookup(first.expose().as_bytes()), Lookup::Valid(_)));
+        store.apply(create(), Some(0)).expect("second");
+        assert!(matches!(store.apply(create(), Some(0)), Err(StoreError::TooMany { .. })));
+        let id = a.record.expect("record").id;
+        let r = store.apply(Change::Refresh(id.clone()), Some(0)).expect("refresh");
+        let second = r.token.expect("secret");
+        assert!(matches!(store.lookup(first.expose().as_bytes()), Lookup::Unknown));
+        assert!(matches!(store.lookup(second.expose().as_bytes()), Lookup::Valid(_)));
+        store.apply(Change::SetStatus(id.clone(), Status::Inactive), Some(0)).expect("deactivate");
+        assert!(matches!(store.lookup(second.expose().as_bytes()), Lookup::Inactive));
+        store.apply(Change::Delete(id.clone()), Some(0)).expect("delete");
+        assert!(matches!(store.lookup(second.expose().as_bytes()), Lookup::Unknown));
+        assert!(matches!(store.apply(Change::Delete(id), Some(0)), Err(StoreError::NotFound(_))));
+
+        let text = std::fs::read_to_string(&path).expect("file");
+        let on_disk = file::parse(text.as_bytes(), 2).expect("parses");
+        assert_eq!(on_disk.len(), 1);
+        assert!(!text.contains(first.expose()) && !text.contains(second.expose()));
+        let events: Vec<String> = audit.read_since(None).expect("audit").into_iter().map(|e| e.event).collect();
+        assert_eq!(
+            events,
+            ["token.created", "token.created", "token.refreshed", "token.deactivated", "token.deleted"]
+        );
+        // The store's own write is not re-applied by a reload.
+        assert!(!store.reload_from_disk().expect("reload"));
+    }
+
+    #[test]
+    fn an_invalid_edit_keeps_the_previous_set_and_blocks_admin_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tokens.yaml");
+        let store = TokenStore::open(&path, 2, None).expect("open");
+        let t = store
+            .apply(
+                Change::Create {
+                    tenant: "acme".into(),
+                    idp: Idp::Entra,
+                    domains: vec![],
+                    expires_at: None,
+                },
+                None,
+            )
+            .expect("create")
+            .token
+            .expect("secret");
+        std::fs::write(&path, "tokens: [ {id: broken").expect("write");
+        assert!(store.reload_from_disk().is_err());
+        assert!(matches!(store.lookup(t.expose().as_bytes()), Lookup::Valid(_)));
+        assert!(matches!(store.apply(Change::Delete("x".into()), None), Err(StoreError::FileInvalid(_))));
+    }
+
+    #[test]
+    fn a_hand_edit_is_taken_in_before_an_admin_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tokens.yaml");
+        let store = TokenStore::open(&path, 2, None).expect("open");
+        let hand = record("tok_hand", "acme", Idp::Other, "hand-made");
+        std::fs::write(&path, file::render(&[hand])).expect("write");
+        store
+            .apply(
+                Change::Create {
+                    tenant: "beta".into(),
+                    idp: Idp::Okta,
+                    domains: vec![],
+                    expires_at: None,
+                },
+                None,
+            )
+            .expect("create");
+        let on_disk = file::parse(&std::fs::read(&path).expect("read"), 2).expect("parse");
+        assert!(on_disk.iter().any(|r| r.id == "tok_hand"));
+        assert_eq!(on_disk.len(), 2);
+        assert!(matches!(store.lookup(b"hand-made"), Lookup::Valid(_)));
+    }
+}

@@ -1,0 +1,80 @@
+//! Hot reload of the token file.
+//!
+//! The *folder* is watched, not the file: editors save by writing a new file and renaming it over
+//! the old one, and Kubernetes Secret volumes swap a `..data` symlink; both replace the inode a
+//! file watch would be attached to. Every event in the folder triggers a reload, which is a no-op
+//! when the bytes did not change. A one-second metadata poll backs inotify up (network and
+//! overlay filesystems do not always deliver events), and the same loop announces expiries.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use notify::{RecursiveMode, Watcher};
+
+use super::TokenStore;
+
+/// How long to wait for an editor's burst of events to settle before reading the file.
+const DEBOUNCE: Duration = Duration::from_millis(30);
+/// The fallback poll and expiry tick.
+const TICK: Duration = Duration::from_millis(500);
+
+/// Starts the watcher thread; it runs for the life of the process.
+pub fn spawn(store: Arc<TokenStore>) -> std::io::Result<()> {
+    let file = store.file().to_path_buf();
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(std::io::Error::other)?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(std::io::Error::other)?;
+    std::thread::Builder::new()
+        .name("token-watch".into())
+        .spawn(move || {
+            let _keep_alive = watcher;
+            run(&store, &file, &rx);
+        })?;
+    Ok(())
+}
+
+fn signature(file: &Path) -> Option<(u64, u64, i64, i64)> {
+    // Follows symlinks, so a swapped `..data` link changes the inode seen here.
+    let m = std::fs::metadata(file).ok()?;
+    Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+fn run(store: &TokenStore, file: &Path, rx: &mpsc::Receiver<()>) {
+    let mut last_sig = signature(file);
+    let mut last_tick = Utc::now();
+    loop {
+        let event = match rx.recv_timeout(TICK) {
+            Ok(()) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        if event {
+            std::thread::sleep(DEBOUNCE);
+            while rx.try_recv().is_ok() {}
+        }
+        let sig = signature(file);
+        if event || sig != last_sig {
+            last_sig = sig;
+            // Errors are logged and counted inside; the previous set stays in force.
+            let _ = store.reload_from_disk();
+        }
+        let now = Utc::now();
+        store.announce_expired(last_tick, now);
+        last_tick = now;
+    }
+}

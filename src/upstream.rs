@@ -1,0 +1,142 @@
+//! The upstream directory: the Pingora peer every request goes to, and a small client for the
+//! reads the gate makes itself (the current resource a PUT is compared with).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::{Config, UpstreamTarget};
+
+/// The most the gate reads of a resource it fetches for a PUT comparison.
+const MAX_FETCH: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot resolve upstream {0}: {1}")]
+    Resolve(String, String),
+    #[error("upstream unreachable: {0}")]
+    Connect(String),
+    #[error("upstream timed out: {0}")]
+    Timeout(String),
+    #[error("upstream answered {0} when the gate read the current resource")]
+    Status(u16),
+    #[error("upstream sent a body the gate cannot read: {0}")]
+    Body(String),
+}
+
+impl UpstreamError {
+    /// The SCIM error for the IdP, and the `kind` label of `scim_gate_upstream_errors_total`.
+    pub fn status_and_kind(&self) -> (u16, &'static str) {
+        match self {
+            UpstreamError::Timeout(_) => (504, "timeout"),
+            UpstreamError::Status(_) | UpstreamError::Body(_) => (502, "bad_response"),
+            UpstreamError::Resolve(..) | UpstreamError::Connect(_) => (502, "connect"),
+        }
+    }
+}
+
+/// Everything about the upstream, built once at start.
+pub struct Upstream {
+    pub target: UpstreamTarget,
+    /// `scheme://authority/path` as the upstream names itself in `Location` and `meta.location`.
+    pub prefix: String,
+    pub authorization: Option<String>,
+    peer: HttpPeer,
+    connector: Connector,
+}
+
+impl Upstream {
+    /// Resolves the host once: `HttpPeer::new` with a host name would resolve it synchronously
+    /// on every request, blocking a worker thread on DNS.
+    pub fn new(cfg: &Config) -> Result<Upstream, UpstreamError> {
+        let target = cfg.upstream_target();
+        let addr: SocketAddr = (target.host.as_str(), target.port)
+            .to_socket_addrs()
+            .map_err(|e| UpstreamError::Resolve(target.authority.clone(), e.to_string()))?
+            .next()
+            .ok_or_else(|| UpstreamError::Resolve(target.authority.clone(), "no address".into()))?;
+        let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(cfg.upstream.connect_timeout);
+        o.total_connection_timeout = Some(cfg.upstream.connect_timeout);
+        o.read_timeout = Some(cfg.upstream.read_timeout);
+        o.write_timeout = Some(cfg.upstream.read_timeout);
+        o.verify_cert = true;
+        o.verify_hostname = true;
+        o.idle_timeout = Some(Duration::from_secs(60));
+        let scheme = if target.tls { "https" } else { "http" };
+        Ok(Upstream {
+            prefix: format!("{scheme}://{}{}", target.authority, target.path),
+            authorization: cfg.upstream.authorization.as_ref().map(|s| s.0.clone()),
+            target,
+            peer,
+            connector: Connector::new(None),
+        })
+    }
+
+    /// A peer for Pingora's proxy phase (cloned: Pingora takes ownership of a boxed peer).
+    pub fn peer(&self) -> Box<HttpPeer> {
+        Box::new(self.peer.clone())
+    }
+
+    /// Fills the headers every upstream request carries: its `Host`, its credential (the IdP's
+    /// own `Authorization` never travels on), and the token's identity.
+    pub fn set_headers(&self, req: &mut RequestHeader, tenant: &str, token_id: &str) -> pingora::Result<()> {
+        req.remove_header(&http::header::AUTHORIZATION);
+        if let Some(auth) = &self.authorization {
+            req.insert_header(http::header::AUTHORIZATION, auth.as_str())?;
+        }
+        req.insert_header(http::header::HOST, self.target.authority.as_str())?;
+        req.remove_header("x-scim-tenant");
+        req.remove_header("x-scim-token-id");
+        req.insert_header("X-Scim-Tenant", tenant)?;
+        req.insert_header("X-Scim-Token-Id", token_id)?;
+        Ok(())
+    }
+
+    /// GETs `suffix` (e.g. `/Users/42`) below the upstream root. `Ok(None)` is a 404.
+    pub async fn get_json(
+        &self,
+        suffix: &str,
+        tenant: &str,
+        token_id: &str,
+    ) -> Result<Option<serde_json::Value>, UpstreamError> {
+        let classify = |e: Box<pingora::Error>| {
+            let msg = e.to_string();
+            match e.etype() {
+                pingora::ErrorType::ConnectTimedout | pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
+                    UpstreamError::Timeout(msg)
+                }
+                _ => UpstreamError::Connect(msg),
+            }
+        };
+        let (mut session, _reused) = self.connector.get_http_session(&self.peer).await.map_err(classify)?;
+        let path = format!("{}{}", self.target.path, suffix);
+        let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(classify)?;
+        req.insert_header(http::header::ACCEPT, "application/scim+json, application/json")
+            .map_err(classify)?;
+        self.set_headers(&mut req, tenant, token_id).map_err(classify)?;
+        session.write_request_header(Box::new(req)).await.map_err(classify)?;
+        session.finish_request_body().await.map_err(classify)?;
+        session.read_response_header().await.map_err(classify)?;
+        let status = session.response_header().map_or(0, |h| h.status.as_u16());
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_response_body().await.map_err(classify)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_FETCH {
+                return Err(UpstreamError::Body("resource larger than 4 MiB".into()));
+            }
+        }
+        self.connector.release_http_session(session, &self.peer, None).await;
+        match status {
+            404 => Ok(None),
+            200 => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| UpstreamError::Body(e.to_string())),
+            s => Err(UpstreamError::Status(s)),
+        }
+    }
+}
