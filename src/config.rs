@@ -318,7 +318,9 @@ impl Config {
             file: file.clone(),
             source,
         })?;
-        let base = path
+        // Absolute, so the effective config (and a daemon that changes directory) is unambiguous.
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));

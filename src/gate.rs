@@ -396,7 +396,8 @@ impl Gate {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
         let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
-        if json && !encoded && self.upstream.prefix != ctx.public_prefix {
+        let has_body = !matches!(resp.status.as_u16(), 204 | 304);
+        if json && has_body && !encoded && self.upstream.prefix != ctx.public_prefix {
             ctx.rewrite_response = true;
             resp.remove_header(&http::header::CONTENT_LENGTH);
             resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
