@@ -13,7 +13,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::audit::AuditLog;
@@ -22,6 +21,9 @@ use crate::tokens::{Change, Changed, Idp, Status, StoreError, TokenRecord, Token
 
 /// The largest admin request body; token requests are a few hundred bytes.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The longest `expires_in`: 100 years.
+const MAX_EXPIRES_DAYS: i64 = 36_500;
 
 pub struct AdminApp {
     store: Arc<TokenStore>,
@@ -50,16 +52,15 @@ pub fn public_record(r: &TokenRecord) -> Value {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct CreateBody {
     tenant: String,
     idp: String,
-    #[serde(default)]
     domains: Vec<String>,
-    #[serde(default)]
     expires_in: Option<String>,
 }
+
+/// The fields `POST /tokens` accepts; anything else is a 400 that names the field.
+const CREATE_FIELDS: [&str; 4] = ["tenant", "idp", "domains", "expires_in"];
 
 impl AdminApp {
     pub fn new(store: Arc<TokenStore>, audit: Arc<AuditLog>, allowed_uids: Vec<u32>) -> AdminApp {
@@ -76,8 +77,25 @@ impl AdminApp {
         uid.is_some_and(|u| u == own || self.allowed_uids.contains(&u))
     }
 
-    async fn route(&self, method: &http::Method, path: &str, query: Option<&str>, body: &[u8], uid: u32) -> Reply {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    async fn route(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+        uid: u32,
+    ) -> Reply {
+        // Segments are percent-decoded: the CLI (and curl users) may encode an id.
+        let decoded: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match (method.as_str(), segments.as_slice()) {
             ("GET", ["tokens"]) => {
                 let set = self.store.snapshot();
@@ -88,16 +106,28 @@ impl AdminApp {
                 Ok(change) => self.apply(change, uid, 201).await,
                 Err(e) => e,
             },
-            ("POST", ["tokens", id, "refresh"]) => self.apply(Change::Refresh(id.to_string()), uid, 200).await,
+            ("POST", ["tokens", id, "refresh"]) => {
+                self.apply(Change::Refresh(id.to_string()), uid, 200).await
+            }
             ("POST", ["tokens", id, "activate"]) => {
-                self.apply(Change::SetStatus(id.to_string(), Status::Active), uid, 200).await
+                self.apply(Change::SetStatus(id.to_string(), Status::Active), uid, 200)
+                    .await
             }
             ("POST", ["tokens", id, "deactivate"]) => {
-                self.apply(Change::SetStatus(id.to_string(), Status::Inactive), uid, 200).await
+                self.apply(
+                    Change::SetStatus(id.to_string(), Status::Inactive),
+                    uid,
+                    200,
+                )
+                .await
             }
-            ("DELETE", ["tokens", id]) => self.apply(Change::Delete(id.to_string()), uid, 204).await,
+            ("DELETE", ["tokens", id]) => {
+                self.apply(Change::Delete(id.to_string()), uid, 204).await
+            }
             ("GET", ["audit"]) => self.audit_since(query),
-            (_, ["tokens"] | ["tokens", ..] | ["audit"]) => error(405, format!("{method} is not allowed on {path}")),
+            (_, ["tokens"] | ["tokens", ..] | ["audit"]) => {
+                error(405, format!("{method} is not allowed on {path}"))
+            }
             _ => error(404, format!("no admin route {path}")),
         }
     }
@@ -111,7 +141,10 @@ impl AdminApp {
                 if ok_status == 204 {
                     return Reply(204, None);
                 }
-                let mut body = record.as_ref().map(public_record).unwrap_or_else(|| json!({}));
+                let mut body = record
+                    .as_ref()
+                    .map(public_record)
+                    .unwrap_or_else(|| json!({}));
                 if let (Some(t), Some(obj)) = (token, body.as_object_mut()) {
                     obj.insert("token".into(), Value::String(t.expose().to_string()));
                 }
@@ -139,10 +172,17 @@ impl AdminApp {
                     let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
                     match DateTime::parse_from_rfc3339(&v) {
                         Ok(t) => since = Some(t.with_timezone(&Utc)),
-                        Err(e) => return error(400, format!("since must be an RFC 3339 time: {e}")),
+                        Err(e) => {
+                            return error(400, format!("since must be an RFC 3339 time: {e}"))
+                        }
                     }
                 }
-                _ => return error(400, format!("unknown query parameter {pair:?} (only since=)")),
+                _ => {
+                    return error(
+                        400,
+                        format!("unknown query parameter {pair:?} (only since=)"),
+                    )
+                }
             }
         }
         match self.audit.read_since(since) {
@@ -153,9 +193,65 @@ impl AdminApp {
 }
 
 fn parse_create(body: &[u8]) -> Result<Change, Reply> {
-    let b: CreateBody = serde_json::from_slice(body).map_err(|e| error(400, format!("invalid JSON body: {e}")))?;
+    // Field by field rather than one serde struct, so each error names the field at fault
+    // (serde's own type errors only give a line and column).
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| error(400, format!("invalid JSON body: {e}")))?;
+    let Some(obj) = v.as_object() else {
+        return Err(error(
+            400,
+            "invalid JSON body: expected an object like {\"tenant\":\"acme\",\"idp\":\"okta\"}",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
+        return Err(error(
+            400,
+            format!(
+                "unknown field {k:?}, expected one of {}",
+                CREATE_FIELDS.join(", ")
+            ),
+        ));
+    }
+    let string = |name: &str| -> Result<Option<String>, Reply> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(error(400, format!("{name} must be a string, not {other}"))),
+        }
+    };
+    let tenant = string("tenant")?.ok_or_else(|| error(400, "missing field tenant"))?;
+    let idp = string("idp")?.ok_or_else(|| error(400, "missing field idp"))?;
+    let domains = match obj.get("domains") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|d| {
+                d.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| error(400, format!("domains must be strings, not {d}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err(error(
+                400,
+                format!("domains must be a list of domain names, not {other}"),
+            ))
+        }
+    };
+    let b = CreateBody {
+        tenant,
+        idp,
+        domains,
+        expires_in: string("expires_in")?,
+    };
     let idp = Idp::parse(&b.idp).ok_or_else(|| {
-        error(400, format!("idp {:?} is not one of entra, okta, google, onelogin, jumpcloud, other", b.idp))
+        error(
+            400,
+            format!(
+                "idp {:?} is not one of entra, okta, google, onelogin, jumpcloud, other",
+                b.idp
+            ),
+        )
     })?;
     if b.tenant.trim().is_empty() {
         return Err(error(400, "tenant must not be empty"));
@@ -164,9 +260,17 @@ fn parse_create(body: &[u8]) -> Result<Change, Reply> {
         None => None,
         Some(s) => {
             let d = parse_duration(&s).map_err(|e| error(400, format!("expires_in: {e}")))?;
-            let d = chrono::Duration::from_std(d).map_err(|e| error(400, format!("expires_in: {e}")))?;
+            let d = chrono::Duration::from_std(d)
+                .map_err(|e| error(400, format!("expires_in: {e}")))?;
             if d.is_zero() {
                 return Err(error(400, "expires_in must be above zero"));
+            }
+            // A date past year 9999 has no RFC 3339 form: the token file would not parse back.
+            if d > chrono::Duration::days(MAX_EXPIRES_DAYS) {
+                return Err(error(
+                    400,
+                    format!("expires_in must be at most {MAX_EXPIRES_DAYS}d"),
+                ));
             }
             Some(Utc::now() + d)
         }
@@ -174,14 +278,22 @@ fn parse_create(body: &[u8]) -> Result<Change, Reply> {
     Ok(Change::Create {
         tenant: b.tenant,
         idp,
-        domains: b.domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
+        domains: b
+            .domains
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
         expires_at,
     })
 }
 
 /// The peer's uid from `SO_PEERCRED`; `None` if the kernel does not tell.
 pub fn peer_uid(fd: RawFd) -> Option<u32> {
-    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` and `len` are valid for writes of the sizes passed; the kernel checks `fd`.
     let rc = unsafe {
@@ -223,17 +335,26 @@ impl ServeHttp for AdminApp {
             let method = session.req_header().method.clone();
             let uri = session.req_header().uri.clone();
             match read_body(session).await {
-                Ok(body) => self.route(&method, uri.path(), uri.query(), &body, uid.unwrap_or(0)).await,
+                Ok(body) => {
+                    self.route(&method, uri.path(), uri.query(), &body, uid.unwrap_or(0))
+                        .await
+                }
                 Err(e) => e,
             }
         };
-        let body = reply.1.map(|v| serde_json::to_vec(&v).unwrap_or_default()).unwrap_or_default();
+        let body = reply
+            .1
+            .map(|v| serde_json::to_vec(&v).unwrap_or_default())
+            .unwrap_or_default();
         let mut builder = http::Response::builder().status(reply.0);
         if reply.0 != 204 {
             builder = builder
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .header(http::header::CONTENT_LENGTH, body.len());
         }
-        builder.header(http::header::CACHE_CONTROL, "no-store").body(body).unwrap_or_default()
+        builder
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(body)
+            .unwrap_or_default()
     }
 }

@@ -37,7 +37,8 @@ impl AuditEvent {
     pub fn new(event: &str) -> AuditEvent {
         // Millisecond precision, as written: `since=` an event's own time then finds that event.
         let now = Utc::now();
-        let time = chrono::DurationRound::duration_trunc(now, chrono::Duration::milliseconds(1)).unwrap_or(now);
+        let time = chrono::DurationRound::duration_trunc(now, chrono::Duration::milliseconds(1))
+            .unwrap_or(now);
         AuditEvent {
             time,
             event: event.to_string(),
@@ -111,7 +112,11 @@ impl AuditLog {
             match serde_json::from_str::<AuditEvent>(&line) {
                 Ok(ev) if since.is_none_or(|s| ev.time >= s) => out.push(ev),
                 Ok(_) => {}
-                Err(e) => log::warn!("{}:{}: skipping unreadable audit line: {e}", self.path.display(), n + 1),
+                Err(e) => log::warn!(
+                    "{}:{}: skipping unreadable audit line: {e}",
+                    self.path.display(),
+                    n + 1
+                ),
             }
         }
         Ok(out)
@@ -143,6 +148,9 @@ mod tests {
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].event, "token.deleted");
         let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("read");
-        assert!(text.lines().next().is_some_and(|l| l.contains("\"idp\":\"okta\"") && l.contains("\"uid\":0")));
+        assert!(text
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("\"idp\":\"okta\"") && l.contains("\"uid\":0")));
     }
 }

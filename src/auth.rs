@@ -29,9 +29,18 @@ pub fn authenticate(headers: &HeaderMap, store: &TokenStore) -> Result<TokenInfo
     let token = extract_bearer(headers)?;
     match store.lookup(token) {
         Lookup::Valid(info) => Ok(info),
-        Lookup::Unknown => Err(unauthorized(CHALLENGE_INVALID, "the bearer token is not valid")),
-        Lookup::Inactive => Err(unauthorized(CHALLENGE_INVALID, "the bearer token is inactive")),
-        Lookup::Expired => Err(unauthorized(CHALLENGE_INVALID, "the bearer token has expired")),
+        Lookup::Unknown => Err(unauthorized(
+            CHALLENGE_INVALID,
+            "the bearer token is not valid",
+        )),
+        Lookup::Inactive => Err(unauthorized(
+            CHALLENGE_INVALID,
+            "the bearer token is inactive",
+        )),
+        Lookup::Expired => Err(unauthorized(
+            CHALLENGE_INVALID,
+            "the bearer token has expired",
+        )),
     }
 }
 
@@ -39,7 +48,10 @@ pub fn authenticate(headers: &HeaderMap, store: &TokenStore) -> Result<TokenInfo
 pub fn extract_bearer(headers: &HeaderMap) -> Result<&[u8], ScimError> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
-        return Err(unauthorized(CHALLENGE, "an Authorization: Bearer token is required"));
+        return Err(unauthorized(
+            CHALLENGE,
+            "an Authorization: Bearer token is required",
+        ));
     };
     if values.next().is_some() {
         // RFC 6750 §3.1: a malformed request is invalid_request, 400.
@@ -53,13 +65,19 @@ pub fn extract_bearer(headers: &HeaderMap) -> Result<&[u8], ScimError> {
         None => (raw, &raw[raw.len()..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(unauthorized(CHALLENGE, "the Authorization scheme must be Bearer"));
+        return Err(unauthorized(
+            CHALLENGE,
+            "the Authorization scheme must be Bearer",
+        ));
     }
     if rest.is_empty() {
         return Err(unauthorized(CHALLENGE_INVALID, "the Bearer token is empty"));
     }
     if rest.len() > MAX_TOKEN_LEN || !is_b64token(rest) {
-        return Err(unauthorized(CHALLENGE_INVALID, "the bearer token is malformed"));
+        return Err(unauthorized(
+            CHALLENGE_INVALID,
+            "the bearer token is malformed",
+        ));
     }
     if rest.starts_with(secret::PREFIX.as_bytes()) && !secret::well_formed(rest) {
         return Err(unauthorized(
@@ -71,8 +89,14 @@ pub fn extract_bearer(headers: &HeaderMap) -> Result<&[u8], ScimError> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| *c != b' ' && *c != b'\t').unwrap_or(b.len());
-    let end = b.iter().rposition(|c| *c != b' ' && *c != b'\t').map_or(start, |i| i + 1);
+    let start = b
+        .iter()
+        .position(|c| *c != b' ' && *c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| *c != b' ' && *c != b'\t')
+        .map_or(start, |i| i + 1);
     &b[start..end.max(start)]
 }
 
@@ -108,7 +132,10 @@ mod tests {
     fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for v in values {
-            h.append(http::header::AUTHORIZATION, http::HeaderValue::from_bytes(v).expect("value"));
+            h.append(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_bytes(v).expect("value"),
+            );
         }
         h
     }
@@ -116,7 +143,12 @@ mod tests {
     #[test]
     fn accepted_spellings() {
         let s = store("good-token");
-        for v in [&b"Bearer good-token"[..], b"bearer good-token", b"BEARER   good-token  ", b"  Bearer\tgood-token"] {
+        for v in [
+            &b"Bearer good-token"[..],
+            b"bearer good-token",
+            b"BEARER   good-token  ",
+            b"  Bearer\tgood-token",
+        ] {
             let info = authenticate(&headers(&[v]), &s).expect("valid");
             assert_eq!(&*info.id, "tok_1");
         }
@@ -133,16 +165,28 @@ mod tests {
             (vec![b"Bearer other-token"], 401, CHALLENGE_INVALID),
             (vec![b"Bearer good token"], 401, CHALLENGE_INVALID),
             (vec![b"Bearer good-token\xff"], 401, CHALLENGE_INVALID),
-            (vec![b"Bearer good-token", b"Bearer good-token"], 400, CHALLENGE_REQUEST),
+            (
+                vec![b"Bearer good-token", b"Bearer good-token"],
+                400,
+                CHALLENGE_REQUEST,
+            ),
         ];
         for (values, status, challenge) in cases {
             let e = authenticate(&headers(&values), &s).expect_err("refused");
             assert_eq!(e.status, status, "{values:?}");
             assert_eq!(e.www_authenticate, Some(challenge), "{values:?}");
-            assert!(!e.detail.contains("good-token"), "the token never appears in an error");
+            assert!(
+                !e.detail.contains("good-token"),
+                "the token never appears in an error"
+            );
         }
         let long = format!("Bearer {}", "a".repeat(8192));
-        assert_eq!(authenticate(&headers(&[long.as_bytes()]), &s).map_err(|e| e.status).err(), Some(401));
+        assert_eq!(
+            authenticate(&headers(&[long.as_bytes()]), &s)
+                .map_err(|e| e.status)
+                .err(),
+            Some(401)
+        );
     }
 
     #[test]
@@ -151,8 +195,13 @@ mod tests {
         let mut typo = t.expose().to_string();
         typo.pop();
         typo.push('0');
-        let typo = if secret::well_formed(typo.as_bytes()) { format!("{typo}x") } else { typo };
-        let e = extract_bearer(&headers(&[format!("Bearer {typo}").as_bytes()])).expect_err("bad checksum");
+        let typo = if secret::well_formed(typo.as_bytes()) {
+            format!("{typo}x")
+        } else {
+            typo
+        };
+        let e = extract_bearer(&headers(&[format!("Bearer {typo}").as_bytes()]))
+            .expect_err("bad checksum");
         assert!(e.detail.contains("checksum"));
         assert!(extract_bearer(&headers(&[format!("Bearer {}", t.expose()).as_bytes()])).is_ok());
     }

@@ -14,7 +14,11 @@ use crate::server::{self, RunOptions};
 use crate::tokens::secret;
 
 #[derive(Parser)]
-#[command(name = "scim-gate", version, about = "A SCIM 2.0 token gate on Pingora")]
+#[command(
+    name = "scim-gate",
+    version,
+    about = "A SCIM 2.0 token gate on Pingora"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,10 +82,18 @@ enum TokenCommand {
     },
     List,
     /// New secret for the same id; the old secret is dead when this returns.
-    Refresh { id: String },
-    Activate { id: String },
-    Deactivate { id: String },
-    Delete { id: String },
+    Refresh {
+        id: String,
+    },
+    Activate {
+        id: String,
+    },
+    Deactivate {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 /// Parses the arguments and runs the command.
@@ -89,7 +101,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Run { config, daemon, upgrade } => run(&config, RunOptions { daemon, upgrade }),
+        Command::Run {
+            config,
+            daemon,
+            upgrade,
+        } => run(&config, RunOptions { daemon, upgrade }),
         Command::Demo { port } => crate::demo_cmd::run(port),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashToken => hash_token(),
@@ -99,8 +115,61 @@ pub fn main() -> ExitCode {
 
 fn init_logging() {
     let env = env_logger::Env::default().default_filter_or("info");
+    let logger = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .build();
+    let max = logger.filter();
     // A second init (tests calling in-process) is harmless.
-    let _ = env_logger::Builder::from_env(env).format_timestamp_millis().try_init();
+    if log::set_boxed_logger(Box::new(NoSecrets(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// Keeps secrets out of debug output (SPEC §3). At `debug`/`trace` Pingora dumps whole request
+/// headers (`pingora_proxy` "Request header: …", `proxy_h1` "Sending header to upstream …",
+/// the h1 client "Writing request header …"), which would print the IdP's bearer token and the
+/// upstream credential. A message from another crate that mentions an Authorization header or
+/// holds a gate token is replaced by a note; the gate's own messages never carry either.
+struct NoSecrets(env_logger::Logger);
+
+const WITHHELD: &str = "[message withheld: it contained an Authorization header or a token]";
+
+fn may_hold_a_secret(record: &log::Record<'_>) -> bool {
+    if record.target().starts_with("scim_gate") || record.target() == "access" {
+        return false;
+    }
+    let text = record.args().to_string().to_ascii_lowercase();
+    text.contains("authorization") || text.contains(secret::PREFIX)
+}
+
+impl log::Log for NoSecrets {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.0.enabled(record.metadata()) {
+            return;
+        }
+        if may_hold_a_secret(record) {
+            self.0.log(
+                &log::Record::builder()
+                    .args(format_args!("{WITHHELD}"))
+                    .level(record.level())
+                    .target(record.target())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            );
+        } else {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 fn run(config: &Path, opts: RunOptions) -> ExitCode {
@@ -154,9 +223,27 @@ fn hash_token() -> ExitCode {
 fn socket_path(args: &TokenArgs) -> Result<PathBuf, String> {
     match (&args.socket, &args.config) {
         (Some(s), _) => Ok(s.clone()),
-        (None, Some(c)) => Config::load(c).map(|cfg| cfg.admin.socket).map_err(|e| e.to_string()),
+        (None, Some(c)) => socket_from_config(c),
         (None, None) => Err("token commands need --socket PATH or -c CONFIG".into()),
     }
+}
+
+/// The admin socket named by a config file. Only the YAML is read, not the whole config
+/// validated: an admin's shell usually lacks the gate's environment (`upstream.authorization_env`)
+/// and may not be able to read its TLS key, and neither matters for finding the socket.
+fn socket_from_config(path: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let cfg: Config =
+        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let socket = cfg.admin.socket;
+    if socket.is_absolute() {
+        return Ok(socket);
+    }
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok(base.join(socket))
 }
 
 fn token(args: TokenArgs) -> ExitCode {
@@ -184,7 +271,9 @@ fn token(args: TokenArgs) -> ExitCode {
         TokenCommand::List => ("GET", "/tokens".to_string(), None),
         TokenCommand::Refresh { id } => ("POST", format!("/tokens/{}/refresh", enc(id)), None),
         TokenCommand::Activate { id } => ("POST", format!("/tokens/{}/activate", enc(id)), None),
-        TokenCommand::Deactivate { id } => ("POST", format!("/tokens/{}/deactivate", enc(id)), None),
+        TokenCommand::Deactivate { id } => {
+            ("POST", format!("/tokens/{}/deactivate", enc(id)), None)
+        }
         TokenCommand::Delete { id } => ("DELETE", format!("/tokens/{}", enc(id)), None),
     };
     let reply = match client.call(method, &path, body.as_ref()) {
@@ -192,7 +281,10 @@ fn token(args: TokenArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     if !(200..300).contains(&reply.status) {
-        let msg = reply.body["error"].as_str().unwrap_or("refused").to_string();
+        let msg = reply.body["error"]
+            .as_str()
+            .unwrap_or("refused")
+            .to_string();
         eprintln!("scim-gate: {} ({})", msg, reply.status);
         return ExitCode::from(1);
     }
@@ -200,8 +292,15 @@ fn token(args: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Percent-encodes an id for a path segment, leaving RFC 3986 unreserved characters (ids are
+/// `tok_…`) as they are.
 fn enc(id: &str) -> String {
-    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'_')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
 }
 
 /// The secret alone on the first line (so `TOKEN=$(… | head -1)` works), then details.
@@ -210,15 +309,20 @@ fn print_reply(args: &TokenArgs, body: &Value) {
         println!("{t}");
     }
     if args.json {
-        if !body.is_null() {
-            println!("{body}");
+        match &args.command {
+            // 204 has no body; a script reading --json still gets one object.
+            TokenCommand::Delete { id } => println!("{}", json!({ "id": id, "deleted": true })),
+            _ => println!("{body}"),
         }
         return;
     }
     match &args.command {
         TokenCommand::List => {
             let tokens = body["tokens"].as_array().cloned().unwrap_or_default();
-            println!("{:<14} {:<12} {:<10} {:<9} {:<21} DOMAINS", "ID", "TENANT", "IDP", "STATUS", "EXPIRES");
+            println!(
+                "{:<14} {:<12} {:<10} {:<9} {:<21} DOMAINS",
+                "ID", "TENANT", "IDP", "STATUS", "EXPIRES"
+            );
             for t in tokens {
                 println!(
                     "{:<14} {:<12} {:<10} {:<9} {:<21} {}",
@@ -250,7 +354,10 @@ fn print_reply(args: &TokenArgs, body: &Value) {
 }
 
 fn join(v: &Value) -> String {
-    let items: Vec<&str> = v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let items: Vec<&str> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     if items.is_empty() {
         "(any)".into()
     } else {

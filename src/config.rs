@@ -345,7 +345,10 @@ impl Config {
             reason,
         };
         if self.server.listen.is_empty() {
-            return Err(invalid("server.listen", "needs at least one address".into()));
+            return Err(invalid(
+                "server.listen",
+                "needs at least one address".into(),
+            ));
         }
         for addr in &self.server.listen {
             addr.parse::<std::net::SocketAddr>()
@@ -359,12 +362,13 @@ impl Config {
             tls.key = resolve(base, &tls.key);
             for (key, p) in [("server.tls.cert", &tls.cert), ("server.tls.key", &tls.key)] {
                 // Pingora panics inside the service on an unreadable cert; fail here instead.
-                std::fs::metadata(p)
-                    .map_err(|e| invalid(key, format!("{}: {e}", p.display())))?;
+                std::fs::metadata(p).map_err(|e| invalid(key, format!("{}: {e}", p.display())))?;
             }
         }
-        self.base_path = normalize_base_path(&self.base_path).map_err(|r| invalid("base_path", r))?;
-        let target = parse_upstream_url(&self.upstream.url).map_err(|r| invalid("upstream.url", r))?;
+        self.base_path =
+            normalize_base_path(&self.base_path).map_err(|r| invalid("base_path", r))?;
+        let target =
+            parse_upstream_url(&self.upstream.url).map_err(|r| invalid("upstream.url", r))?;
         self.upstream.target = Some(target);
         if let Some(var) = &self.upstream.authorization_env {
             match std::env::var(var) {
@@ -386,10 +390,16 @@ impl Config {
             }
         }
         if self.upstream.connect_timeout.is_zero() {
-            return Err(invalid("upstream.connect_timeout", "must be above zero".into()));
+            return Err(invalid(
+                "upstream.connect_timeout",
+                "must be above zero".into(),
+            ));
         }
         if self.upstream.read_timeout.is_zero() {
-            return Err(invalid("upstream.read_timeout", "must be above zero".into()));
+            return Err(invalid(
+                "upstream.read_timeout",
+                "must be above zero".into(),
+            ));
         }
         self.tokens.file = resolve(base, &self.tokens.file);
         if self.tokens.max_per_idp == 0 {
@@ -402,7 +412,10 @@ impl Config {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| invalid("metrics.listen", format!("{:?}: {e}", self.metrics.listen)))?;
         if self.policy.max_body_bytes == 0 {
-            return Err(invalid("policy.max_body_bytes", "must be above zero".into()));
+            return Err(invalid(
+                "policy.max_body_bytes",
+                "must be above zero".into(),
+            ));
         }
         for (urn, attrs) in &self.policy.extensions {
             if let ExtensionAttrs::All(s) = attrs {
@@ -421,16 +434,15 @@ impl Config {
 
     /// The upstream target; `finish` guarantees it is set.
     pub fn upstream_target(&self) -> UpstreamTarget {
-        self.upstream
-            .target
-            .clone()
-            .unwrap_or_else(|| parse_upstream_url(&self.upstream.url).unwrap_or(UpstreamTarget {
+        self.upstream.target.clone().unwrap_or_else(|| {
+            parse_upstream_url(&self.upstream.url).unwrap_or(UpstreamTarget {
                 tls: false,
                 host: "127.0.0.1".into(),
                 port: 80,
                 authority: "127.0.0.1".into(),
                 path: String::new(),
-            }))
+            })
+        })
     }
 
     /// The policy section in the form the `scim` module compiles.
@@ -478,8 +490,14 @@ fn normalize_base_path(p: &str) -> Result<String, String> {
     if !p.starts_with('/') {
         return Err(format!("{p:?} must start with '/'"));
     }
-    if p.contains("//") || p.contains('%') || p.contains('?') || p.split('/').any(|s| s == "." || s == "..") {
-        return Err(format!("{p:?} must be a plain path (no //, %, ?, dot segments)"));
+    if p.contains("//")
+        || p.contains('%')
+        || p.contains('?')
+        || p.split('/').any(|s| s == "." || s == "..")
+    {
+        return Err(format!(
+            "{p:?} must be a plain path (no //, %, ?, dot segments)"
+        ));
     }
     Ok(p.trim_end_matches('/').to_string())
 }
@@ -505,7 +523,9 @@ pub fn parse_upstream_url(url: &str) -> Result<UpstreamTarget, String> {
     }
     let default_port = if tls { 443 } else { 80 };
     let (host, port) = if let Some(r) = authority.strip_prefix('[') {
-        let end = r.find(']').ok_or_else(|| format!("{url:?}: bad IPv6 literal"))?;
+        let end = r
+            .find(']')
+            .ok_or_else(|| format!("{url:?}: bad IPv6 literal"))?;
         let host = &r[..end];
         let port = match &r[end + 1..] {
             "" => default_port,
@@ -557,19 +577,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => secs(60),
         "h" => secs(3600),
         "d" => secs(86_400),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)")),
+        _ => Err(format!(
+            "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+        )),
     }
 }
 
 /// The inverse of [`parse_duration`], choosing the largest exact unit.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = d.as_secs();
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if s != 0 && s % size == 0 {
+        if s != 0 && s.is_multiple_of(size) {
             return format!("{}{unit}", s / size);
         }
     }
@@ -618,7 +640,10 @@ mod tests {
         assert_eq!(c.policy.max_body_bytes, 1_048_576);
         assert_eq!(c.upstream.connect_timeout, Duration::from_secs(2));
         let t = c.upstream_target();
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str(), t.tls), ("127.0.0.1", 18080, "/v2", false));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str(), t.tls),
+            ("127.0.0.1", 18080, "/v2", false)
+        );
     }
 
     #[test]
@@ -638,9 +663,16 @@ mod tests {
     fn bad_values_name_file_key_and_reason() {
         let e = parse("upstream: { url: ftp://x }").unwrap_err().to_string();
         assert!(e.starts_with("test.yaml: upstream.url:"), "{e}");
-        let e = parse("upstream: { url: http://x, connect_timeout: 2 }").unwrap_err().to_string();
-        assert!(e.contains("connect_timeout") || e.contains("missing unit"), "{e}");
-        let e = parse("upstream: { url: http://x }\nserver: { listen: nope }").unwrap_err().to_string();
+        let e = parse("upstream: { url: http://x, connect_timeout: 2 }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("connect_timeout") || e.contains("missing unit"),
+            "{e}"
+        );
+        let e = parse("upstream: { url: http://x }\nserver: { listen: nope }")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.listen"), "{e}");
         let e = parse("upstream: { url: http://x, authorization_env: SCIM_GATE_SURELY_UNSET_VAR }")
             .unwrap_err()
@@ -650,13 +682,20 @@ mod tests {
 
     #[test]
     fn listen_takes_one_or_many() {
-        let c = parse("upstream: { url: http://x }\nserver: { listen: [127.0.0.1:1, 127.0.0.1:2] }").expect("valid");
+        let c =
+            parse("upstream: { url: http://x }\nserver: { listen: [127.0.0.1:1, 127.0.0.1:2] }")
+                .expect("valid");
         assert_eq!(c.server.listen.len(), 2);
     }
 
     #[test]
     fn durations_round_trip() {
-        for (s, d) in [("500ms", 500u64), ("2s", 2000), ("10m", 600_000), ("365d", 31_536_000_000)] {
+        for (s, d) in [
+            ("500ms", 500u64),
+            ("2s", 2000),
+            ("10m", 600_000),
+            ("365d", 31_536_000_000),
+        ] {
             assert_eq!(parse_duration(s), Ok(Duration::from_millis(d)));
             assert_eq!(format_duration(Duration::from_millis(d)), s);
         }
@@ -668,9 +707,15 @@ mod tests {
     #[test]
     fn upstream_urls() {
         let t = parse_upstream_url("https://scim.example.com/v2/").expect("valid");
-        assert_eq!((t.tls, t.port, t.path.as_str(), t.authority.as_str()), (true, 443, "/v2", "scim.example.com"));
+        assert_eq!(
+            (t.tls, t.port, t.path.as_str(), t.authority.as_str()),
+            (true, 443, "/v2", "scim.example.com")
+        );
         let t = parse_upstream_url("http://[::1]:9000").expect("valid");
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 9000, ""));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 9000, "")
+        );
         assert!(parse_upstream_url("http://user@h/").is_err());
         assert!(parse_upstream_url("http://h:99999/").is_err());
     }
@@ -678,11 +723,17 @@ mod tests {
     #[test]
     fn effective_config_prints_without_secrets() {
         std::env::set_var("SCIM_GATE_TEST_UPSTREAM_AUTH", "Bearer hunter2");
-        let c = parse("upstream: { url: http://x, authorization_env: SCIM_GATE_TEST_UPSTREAM_AUTH }").expect("valid");
+        let c =
+            parse("upstream: { url: http://x, authorization_env: SCIM_GATE_TEST_UPSTREAM_AUTH }")
+                .expect("valid");
         let y = c.to_yaml();
-        assert!(y.contains("SCIM_GATE_TEST_UPSTREAM_AUTH") && !y.contains("hunter2"), "{y}");
+        assert!(
+            y.contains("SCIM_GATE_TEST_UPSTREAM_AUTH") && !y.contains("hunter2"),
+            "{y}"
+        );
         assert!(!format!("{c:?}").contains("hunter2"));
-        let again = Config::from_yaml(&y, "again.yaml", Path::new("/")).expect("printed config parses");
+        let again =
+            Config::from_yaml(&y, "again.yaml", Path::new("/")).expect("printed config parses");
         assert_eq!(again.tokens.file, c.tokens.file);
     }
 }

@@ -45,7 +45,10 @@ fn start(port: u16) -> Result<ExitCode, Box<dyn std::error::Error>> {
     println!("token (shown once): {}", token.expose());
     println!();
     println!("Try:");
-    println!("  curl -s -H 'Authorization: Bearer {}' {base}/Users", token.expose());
+    println!(
+        "  curl -s -H 'Authorization: Bearer {}' {base}/Users",
+        token.expose()
+    );
     println!(
         "  curl -s -H 'Authorization: Bearer {}' -H 'Content-Type: application/scim+json' -d '{{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"ada@example.com\",\"name\":{{\"givenName\":\"Ada\",\"familyName\":\"Lovelace\"}}}}' {base}/Users",
         token.expose()

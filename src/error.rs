@@ -17,7 +17,11 @@ pub struct ScimError {
 }
 
 impl ScimError {
-    pub fn new(status: u16, scim_type: Option<&'static str>, detail: impl Into<String>) -> ScimError {
+    pub fn new(
+        status: u16,
+        scim_type: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> ScimError {
         ScimError {
             status,
             scim_type,
@@ -70,7 +74,8 @@ mod tests {
         assert_eq!(v["status"], "400");
         assert_eq!(v["scimType"], "mutability");
         assert_eq!(v["detail"], "userName is immutable");
-        let v: serde_json::Value = serde_json::from_slice(&ScimError::new(404, None, "x").body()).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_slice(&ScimError::new(404, None, "x").body()).expect("json");
         assert!(v.get("scimType").is_none());
     }
 }

@@ -126,7 +126,8 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(cfg: &Config, tokens: Arc<TokenStore>) -> Result<Gate, crate::StartError> {
-        let policy = Policy::compile(&cfg.policy_spec()).map_err(|e| crate::StartError::Policy(e.to_string()))?;
+        let policy = Policy::compile(&cfg.policy_spec())
+            .map_err(|e| crate::StartError::Policy(e.to_string()))?;
         Ok(Gate {
             base_path: cfg.base_path.clone(),
             max_body: cfg.policy.max_body_bytes,
@@ -149,7 +150,11 @@ impl Gate {
 
     /// The one call an embedding proxy makes in its `request_filter`: routes, authenticates and
     /// checks the request. On `Responded` the error response is already written.
-    pub async fn request_filter(&self, session: &mut Session, ctx: &mut GateCtx) -> pingora::Result<Decision> {
+    pub async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut GateCtx,
+    ) -> pingora::Result<Decision> {
         ctx.start = Some(Instant::now());
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         ctx.counted = true;
@@ -169,11 +174,16 @@ impl Gate {
         let req = session.req_header();
         let route = match_route(req.uri.path(), &self.base_path)?;
         ctx.route = Some(route.clone());
-        let token = auth::authenticate(&req.headers, &self.tokens).inspect_err(|_| ctx.outcome = Outcome::Unauthorized)?;
+        let token = auth::authenticate(&req.headers, &self.tokens)
+            .inspect_err(|_| ctx.outcome = Outcome::Unauthorized)?;
         ctx.token = Some(token);
         let method = req.method.clone();
         if !route.allows(&method) {
-            return Err(ScimError::new(405, None, format!("{method} is not allowed on {}", route.label())));
+            return Err(ScimError::new(
+                405,
+                None,
+                format!("{method} is not allowed on {}", route.label()),
+            ));
         }
         ctx.public_prefix = self.public_prefix(req);
         if has_body(&method) {
@@ -184,7 +194,12 @@ impl Gate {
 
     /// Checks media type and size, answers `Expect: 100-continue`, and either reads and checks the
     /// body now (replay path) or arranges for the stream path.
-    async fn admit_body(&self, session: &mut Session, ctx: &mut GateCtx, route: &Route) -> Result<(), ScimError> {
+    async fn admit_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut GateCtx,
+        route: &Route,
+    ) -> Result<(), ScimError> {
         let req = session.req_header();
         ctx.body_method = Some(match req.method {
             http::Method::PUT => WriteMethod::Put,
@@ -202,7 +217,9 @@ impl Gate {
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         if expects_continue {
-            session.req_header_mut().remove_header(&http::header::EXPECT);
+            session
+                .req_header_mut()
+                .remove_header(&http::header::EXPECT);
             session
                 .as_downstream_mut()
                 .write_continue_response()
@@ -234,7 +251,11 @@ impl Gate {
         match tokio::time::timeout(BODY_DEADLINE, read).await {
             Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) if e.etype() == &ErrorType::ReadTimedout => Err(timeout_408()),
-            Ok(Err(_)) => Err(ScimError::new(400, Some("invalidSyntax"), "the request body could not be read")),
+            Ok(Err(_)) => Err(ScimError::new(
+                400,
+                Some("invalidSyntax"),
+                "the request body could not be read",
+            )),
             Err(_) => Err(timeout_408()),
         }
     }
@@ -253,7 +274,10 @@ impl Gate {
             Route::Bulk => self.policy.prepare_bulk(&body, &domains),
             Route::Collection(resource) | Route::Item(resource, _) => {
                 let (method, id) = match route {
-                    Route::Item(_, id) => (ctx.body_method.unwrap_or(WriteMethod::Patch), Some(id.as_str())),
+                    Route::Item(_, id) => (
+                        ctx.body_method.unwrap_or(WriteMethod::Patch),
+                        Some(id.as_str()),
+                    ),
                     _ => (WriteMethod::Post, None),
                 };
                 self.policy.prepare(&Request {
@@ -290,7 +314,11 @@ impl Gate {
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b)))
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+            })
             .unwrap_or("localhost");
         format!("{scheme}://{host}{}", self.base_path)
     }
@@ -301,9 +329,16 @@ impl Gate {
 
     /// Maps the path onto the upstream, replaces credentials and identity headers, and sets
     /// the exact `Content-Length` of a checked body.
-    pub fn upstream_request_filter(&self, req: &mut RequestHeader, ctx: &GateCtx) -> pingora::Result<()> {
+    pub fn upstream_request_filter(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &GateCtx,
+    ) -> pingora::Result<()> {
         let (Some(route), Some(token)) = (&ctx.route, &ctx.token) else {
-            return Error::e_explain(ErrorType::InternalError, "upstream_request_filter before request_filter");
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "upstream_request_filter before request_filter",
+            );
         };
         let mut path = format!("{}{}", self.upstream.target.path, route.upstream_suffix());
         if let Some(q) = req.uri.query() {
@@ -375,16 +410,29 @@ impl Gate {
         let status = e.status;
         ctx.pending_error = Some(e);
         // Failing here drops the upstream connection with the body incomplete.
-        Error::e_explain(ErrorType::HTTPStatus(status), "SCIM check failed on a streamed body")
+        Error::e_explain(
+            ErrorType::HTTPStatus(status),
+            "SCIM check failed on a streamed body",
+        )
     }
 
     /// Rewrites `Location` and prepares the JSON body rewrite of upstream URLs.
-    pub fn response_filter(&self, resp: &mut ResponseHeader, ctx: &mut GateCtx) -> pingora::Result<()> {
+    pub fn response_filter(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut GateCtx,
+    ) -> pingora::Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
         if resp.status.is_server_error() {
-            metrics::UPSTREAM_ERRORS.with_label_values(&["status_5xx"]).inc();
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&["status_5xx"])
+                .inc();
         }
-        if let Some(loc) = resp.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()) {
+        if let Some(loc) = resp
+            .headers
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+        {
             if let Some(rest) = loc.strip_prefix(self.upstream.prefix.as_str()) {
                 let public = format!("{}{rest}", ctx.public_prefix);
                 resp.insert_header(http::header::LOCATION, public)?;
@@ -406,7 +454,12 @@ impl Gate {
     }
 
     /// Buffers a JSON response and replaces upstream URLs (`meta.location`, `$ref`) with public ones.
-    pub fn response_body_filter(&self, body: &mut Option<Bytes>, end_of_stream: bool, ctx: &mut GateCtx) {
+    pub fn response_body_filter(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut GateCtx,
+    ) {
         if !ctx.rewrite_response {
             return;
         }
@@ -415,13 +468,22 @@ impl Gate {
         }
         if end_of_stream {
             let whole = std::mem::take(&mut ctx.response_buf);
-            *body = Some(replace_all(&whole, self.upstream.prefix.as_bytes(), ctx.public_prefix.as_bytes()));
+            *body = Some(replace_all(
+                &whole,
+                self.upstream.prefix.as_bytes(),
+                ctx.public_prefix.as_bytes(),
+            ));
         }
     }
 
     /// Writes the SCIM error for a failure after `request_filter`: 502/504 for the upstream,
     /// the pending check error for a streamed body, 408 for a stalled client.
-    pub async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut GateCtx) -> FailToProxy {
+    pub async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut GateCtx,
+    ) -> FailToProxy {
         let err = if let Some(pending) = ctx.pending_error.take() {
             pending
         } else {
@@ -448,7 +510,9 @@ impl Gate {
         let route = ctx.route.as_ref().map_or("none", Route::label);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        metrics::REQUESTS.with_label_values(&[method, route, ctx.outcome.label()]).inc();
+        metrics::REQUESTS
+            .with_label_values(&[method, route, ctx.outcome.label()])
+            .inc();
         metrics::DURATION.observe(elapsed);
         log::info!(
             target: "access",
@@ -466,7 +530,10 @@ impl Gate {
 }
 
 fn has_body(m: &http::Method) -> bool {
-    matches!(*m, http::Method::POST | http::Method::PUT | http::Method::PATCH)
+    matches!(
+        *m,
+        http::Method::POST | http::Method::PUT | http::Method::PATCH
+    )
 }
 
 fn method_label(m: &http::Method) -> &'static str {
@@ -488,7 +555,9 @@ fn check_content_type(req: &RequestHeader) -> Result<(), ScimError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media = ct.split(';').next().unwrap_or("").trim();
-    if media.eq_ignore_ascii_case("application/scim+json") || media.eq_ignore_ascii_case("application/json") {
+    if media.eq_ignore_ascii_case("application/scim+json")
+        || media.eq_ignore_ascii_case("application/json")
+    {
         Ok(())
     } else {
         Err(ScimError::new(
@@ -515,7 +584,11 @@ fn content_length(req: &RequestHeader) -> Result<Option<usize>, ScimError> {
 }
 
 fn too_large(max: usize) -> ScimError {
-    ScimError::new(413, None, format!("the request body is larger than the gate's limit of {max} bytes"))
+    ScimError::new(
+        413,
+        None,
+        format!("the request body is larger than the gate's limit of {max} bytes"),
+    )
 }
 
 fn timeout_408() -> ScimError {
@@ -523,7 +596,9 @@ fn timeout_408() -> ScimError {
 }
 
 fn reject(r: crate::scim::Rejection) -> ScimError {
-    metrics::POLICY_REJECTIONS.with_label_values(&[r.reason.label()]).inc();
+    metrics::POLICY_REJECTIONS
+        .with_label_values(&[r.reason.label()])
+        .inc();
     r.into()
 }
 
@@ -545,10 +620,18 @@ fn classify_proxy_error(e: &Error, ctx: &mut GateCtx) -> ScimError {
         ErrorType::HTTPStatus(code) => ScimError::new(*code, None, "request refused"),
         ErrorType::ReadTimedout if downstream => timeout_408(),
         _ if downstream => ScimError::new(400, None, "the request could not be read"),
-        ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectNoRoute | ErrorType::ConnectError
-        | ErrorType::TLSHandshakeFailure | ErrorType::TLSHandshakeTimedout | ErrorType::InvalidCert => {
+        ErrorType::ConnectTimedout
+        | ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert => {
             ctx.outcome = Outcome::UpstreamError;
-            let kind = if matches!(e.etype(), ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert) {
+            let kind = if matches!(
+                e.etype(),
+                ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert
+            ) {
                 "tls"
             } else {
                 "connect"
@@ -558,7 +641,9 @@ fn classify_proxy_error(e: &Error, ctx: &mut GateCtx) -> ScimError {
         }
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             ctx.outcome = Outcome::UpstreamError;
-            metrics::UPSTREAM_ERRORS.with_label_values(&["timeout"]).inc();
+            metrics::UPSTREAM_ERRORS
+                .with_label_values(&["timeout"])
+                .inc();
             ScimError::new(504, None, "the upstream directory did not answer in time")
         }
         _ => {
@@ -573,7 +658,9 @@ fn classify_proxy_error(e: &Error, ctx: &mut GateCtx) -> ScimError {
 pub async fn respond(session: &mut Session, e: &ScimError) -> pingora::Result<()> {
     let body = e.body();
     let header = e.header(body.len())?;
-    session.write_response_header(Box::new(header), false).await?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
 }
@@ -590,7 +677,9 @@ fn fit_length(original: Bytes, checked: Bytes) -> Bytes {
             padded.freeze()
         }
         O::Greater => {
-            log::warn!("normalised body is longer than the streamed original; forwarding it as sent");
+            log::warn!(
+                "normalised body is longer than the streamed original; forwarding it as sent"
+            );
             original
         }
     }
@@ -620,13 +709,29 @@ mod tests {
 
     #[test]
     fn replace_all_rewrites_every_occurrence() {
-        let out = replace_all(b"{\"a\":\"http://up/v2/Users/1\",\"b\":\"http://up/v2/Groups/2\"}", b"http://up/v2", b"https://gate/scim/v2");
-        assert_eq!(&out[..], &b"{\"a\":\"https://gate/scim/v2/Users/1\",\"b\":\"https://gate/scim/v2/Groups/2\"}"[..]);
+        let out = replace_all(
+            b"{\"a\":\"http://up/v2/Users/1\",\"b\":\"http://up/v2/Groups/2\"}",
+            b"http://up/v2",
+            b"https://gate/scim/v2",
+        );
+        assert_eq!(
+            &out[..],
+            &b"{\"a\":\"https://gate/scim/v2/Users/1\",\"b\":\"https://gate/scim/v2/Groups/2\"}"[..]
+        );
     }
 
     #[test]
     fn fit_length_pads_or_keeps_the_original() {
-        assert_eq!(&fit_length(Bytes::from_static(b"{\"a\":\"False\"}"), Bytes::from_static(b"{\"a\":false}"))[..], b"{\"a\":false}  ");
-        assert_eq!(&fit_length(Bytes::from_static(b"{}"), Bytes::from_static(b"{ }"))[..], b"{}");
+        assert_eq!(
+            &fit_length(
+                Bytes::from_static(b"{\"a\":\"False\"}"),
+                Bytes::from_static(b"{\"a\":false}")
+            )[..],
+            b"{\"a\":false}  "
+        );
+        assert_eq!(
+            &fit_length(Bytes::from_static(b"{}"), Bytes::from_static(b"{ }"))[..],
+            b"{}"
+        );
     }
 }

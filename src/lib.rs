@@ -28,7 +28,6 @@ pub mod gate;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
-#[path = "scim_stub.rs"]
 pub mod scim;
 pub mod server;
 pub mod tokens;

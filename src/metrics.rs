@@ -27,7 +27,10 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("scim_gate_requests_total", "SCIM requests by method, resource and outcome"),
+            Opts::new(
+                "scim_gate_requests_total",
+                "SCIM requests by method, resource and outcome",
+            ),
             &["method", "resource", "outcome"],
         )
         .unwrap_or_else(|e| unreachable_metric(e)),
@@ -42,7 +45,8 @@ pub static DURATION: LazyLock<Histogram> = LazyLock::new(|| {
                 "Time from request head to the end of the response",
             )
             .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
             ]),
         )
         .unwrap_or_else(|e| unreachable_metric(e)),
@@ -52,7 +56,10 @@ pub static DURATION: LazyLock<Histogram> = LazyLock::new(|| {
 pub static POLICY_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("scim_gate_policy_rejections_total", "Requests refused by a SCIM check, by rule"),
+            Opts::new(
+                "scim_gate_policy_rejections_total",
+                "Requests refused by a SCIM check, by rule",
+            ),
             &["reason"],
         )
         .unwrap_or_else(|e| unreachable_metric(e)),
@@ -61,8 +68,11 @@ pub static POLICY_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 pub static TOKENS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register(
-        IntGaugeVec::new(Opts::new("scim_gate_tokens", "Loaded tokens by status"), &["status"])
-            .unwrap_or_else(|e| unreachable_metric(e)),
+        IntGaugeVec::new(
+            Opts::new("scim_gate_tokens", "Loaded tokens by status"),
+            &["status"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
     )
 });
 
@@ -82,7 +92,10 @@ pub static TOKEN_EXPIRY: LazyLock<GaugeVec> = LazyLock::new(|| {
 pub static TOKEN_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("scim_gate_token_reloads_total", "Token file reloads by result"),
+            Opts::new(
+                "scim_gate_token_reloads_total",
+                "Token file reloads by result",
+            ),
             &["result"],
         )
         .unwrap_or_else(|e| unreachable_metric(e)),
@@ -92,7 +105,10 @@ pub static TOKEN_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
         IntCounterVec::new(
-            Opts::new("scim_gate_upstream_errors_total", "Upstream failures by kind"),
+            Opts::new(
+                "scim_gate_upstream_errors_total",
+                "Upstream failures by kind",
+            ),
             &["kind"],
         )
         .unwrap_or_else(|e| unreachable_metric(e)),
@@ -140,7 +156,11 @@ impl ServeHttp for MetricsApp {
         let (status, ctype, body) = if path == "/metrics" {
             (200, "text/plain; version=0.0.4", render())
         } else {
-            (404, "text/plain", b"not found: metrics are at /metrics\n".to_vec())
+            (
+                404,
+                "text/plain",
+                b"not found: metrics are at /metrics\n".to_vec(),
+            )
         };
         http::Response::builder()
             .status(status)
@@ -156,9 +176,13 @@ mod tests {
     #[test]
     fn every_metric_of_the_spec_is_rendered() {
         super::init();
-        super::REQUESTS.with_label_values(&["GET", "Users", "forwarded"]).inc();
+        super::REQUESTS
+            .with_label_values(&["GET", "Users", "forwarded"])
+            .inc();
         super::DURATION.observe(0.001);
-        super::POLICY_REJECTIONS.with_label_values(&["mutability"]).inc();
+        super::POLICY_REJECTIONS
+            .with_label_values(&["mutability"])
+            .inc();
         super::UPSTREAM_ERRORS.with_label_values(&["connect"]).inc();
         super::TOKEN_EXPIRY.with_label_values(&["tok_1"]).set(1.0);
         let text = String::from_utf8(super::render()).expect("utf8");

@@ -26,11 +26,19 @@ impl ProxyHttp for GateProxy {
         GateCtx::default()
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut GateCtx) -> pingora::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut GateCtx,
+    ) -> pingora::Result<bool> {
         Ok(self.gate.request_filter(session, ctx).await? == Decision::Responded)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut GateCtx) -> pingora::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut GateCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
         Ok(self.gate.upstream_peer())
     }
 
@@ -50,7 +58,9 @@ impl ProxyHttp for GateProxy {
         end_of_stream: bool,
         ctx: &mut GateCtx,
     ) -> pingora::Result<()> {
-        self.gate.request_body_filter(body, end_of_stream, ctx).await
+        self.gate
+            .request_body_filter(body, end_of_stream, ctx)
+            .await
     }
 
     async fn response_filter(
@@ -73,7 +83,12 @@ impl ProxyHttp for GateProxy {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut GateCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut GateCtx,
+    ) -> FailToProxy {
         self.gate.fail_to_proxy(session, e, ctx).await
     }
 

@@ -68,7 +68,9 @@ impl Route {
             Route::Collection(_) => matches!(*method, M::GET | M::POST),
             Route::Item(..) => matches!(*method, M::GET | M::PUT | M::PATCH | M::DELETE),
             Route::Search(_) | Route::Bulk => *method == M::POST,
-            Route::ServiceProviderConfig | Route::Schemas(_) | Route::ResourceTypes(_) => *method == M::GET,
+            Route::ServiceProviderConfig | Route::Schemas(_) | Route::ResourceTypes(_) => {
+                *method == M::GET
+            }
         }
     }
 }
@@ -107,7 +109,9 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
     // Encoded separators would be decoded into a different path by some upstreams and not by
     // others; refuse them outright (%2f '/', %5c '\', %00 NUL).
     if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
-        return Err(bad("encoded slashes, backslashes and NUL are not allowed in the path"));
+        return Err(bad(
+            "encoded slashes, backslashes and NUL are not allowed in the path",
+        ));
     }
     let decoded = percent_decode_str(raw_path)
         .decode_utf8()
@@ -116,15 +120,26 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
         return Err(bad("empty path segments ('//') are not allowed"));
     }
     if decoded.contains('\\') || decoded.chars().any(char::is_control) {
-        return Err(bad("backslashes and control characters are not allowed in the path"));
+        return Err(bad(
+            "backslashes and control characters are not allowed in the path",
+        ));
     }
     let segments: Vec<&str> = decoded.split('/').skip(1).collect();
     if segments.iter().any(|s| *s == "." || *s == "..") {
         return Err(bad("dot segments are not allowed in the path"));
     }
-    let base: Vec<&str> = base_path.split('/').skip(1).filter(|s| !s.is_empty()).collect();
+    let base: Vec<&str> = base_path
+        .split('/')
+        .skip(1)
+        .filter(|s| !s.is_empty())
+        .collect();
     let not_found = || ScimError::new(404, None, "no such SCIM endpoint");
-    if segments.len() < base.len() || !segments.iter().zip(&base).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+    if segments.len() < base.len()
+        || !segments
+            .iter()
+            .zip(&base)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    {
         return Err(not_found());
     }
     let mut rest: Vec<&str> = segments[base.len()..].to_vec();
@@ -143,19 +158,28 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
         }
     };
     match rest.as_slice() {
-        [me, ..] if is(me, "Me") => Err(ScimError::new(501, None, "/Me is not supported by this gate")),
-        [r] if resource(r).is_some() => Ok(Route::Collection(resource(r).unwrap_or(Resource::Users))),
-        [r, s] if resource(r).is_some() && is(s, ".search") => Ok(Route::Search(resource(r))),
-        [r, id] if resource(r).is_some() && !id.is_empty() => {
-            Ok(Route::Item(resource(r).unwrap_or(Resource::Users), id.to_string()))
+        [me, ..] if is(me, "Me") => Err(ScimError::new(
+            501,
+            None,
+            "/Me is not supported by this gate",
+        )),
+        [r] if resource(r).is_some() => {
+            Ok(Route::Collection(resource(r).unwrap_or(Resource::Users)))
         }
+        [r, s] if resource(r).is_some() && is(s, ".search") => Ok(Route::Search(resource(r))),
+        [r, id] if resource(r).is_some() && !id.is_empty() => Ok(Route::Item(
+            resource(r).unwrap_or(Resource::Users),
+            id.to_string(),
+        )),
         [s] if is(s, ".search") => Ok(Route::Search(None)),
         [s] if is(s, "Bulk") => Ok(Route::Bulk),
         [s] if is(s, "ServiceProviderConfig") => Ok(Route::ServiceProviderConfig),
         [s] if is(s, "Schemas") => Ok(Route::Schemas(None)),
         [s, id] if is(s, "Schemas") && !id.is_empty() => Ok(Route::Schemas(Some(id.to_string()))),
         [s] if is(s, "ResourceTypes") => Ok(Route::ResourceTypes(None)),
-        [s, id] if is(s, "ResourceTypes") && !id.is_empty() => Ok(Route::ResourceTypes(Some(id.to_string()))),
+        [s, id] if is(s, "ResourceTypes") && !id.is_empty() => {
+            Ok(Route::ResourceTypes(Some(id.to_string())))
+        }
         _ => Err(not_found()),
     }
 }
@@ -168,24 +192,53 @@ mod tests {
 
     #[test]
     fn every_spelling_of_users_is_the_same_route() {
-        for p in ["/scim/v2/Users", "/scim/v2/users", "/SCIM/V2/USERS", "/scim/v2/Users/", "/scim/v2/%55sers", "/scim/v2/%75sers"] {
-            assert_eq!(match_route(p, BASE), Ok(Route::Collection(Resource::Users)), "{p}");
+        for p in [
+            "/scim/v2/Users",
+            "/scim/v2/users",
+            "/SCIM/V2/USERS",
+            "/scim/v2/Users/",
+            "/scim/v2/%55sers",
+            "/scim/v2/%75sers",
+        ] {
+            assert_eq!(
+                match_route(p, BASE),
+                Ok(Route::Collection(Resource::Users)),
+                "{p}"
+            );
         }
         assert_eq!(
             match_route("/scim/v2/Users/abc%20def", BASE),
             Ok(Route::Item(Resource::Users, "abc def".into()))
         );
-        assert_eq!(Route::Item(Resource::Users, "abc def".into()).upstream_suffix(), "/Users/abc%20def");
+        assert_eq!(
+            Route::Item(Resource::Users, "abc def".into()).upstream_suffix(),
+            "/Users/abc%20def"
+        );
     }
 
     #[test]
     fn other_routes() {
-        assert_eq!(match_route("/scim/v2/Groups/.search", BASE), Ok(Route::Search(Some(Resource::Groups))));
-        assert_eq!(match_route("/scim/v2/.search", BASE), Ok(Route::Search(None)));
+        assert_eq!(
+            match_route("/scim/v2/Groups/.search", BASE),
+            Ok(Route::Search(Some(Resource::Groups)))
+        );
+        assert_eq!(
+            match_route("/scim/v2/.search", BASE),
+            Ok(Route::Search(None))
+        );
         assert_eq!(match_route("/scim/v2/bulk", BASE), Ok(Route::Bulk));
-        assert_eq!(match_route("/scim/v2/Schemas/urn:x", BASE), Ok(Route::Schemas(Some("urn:x".into()))));
-        assert_eq!(match_route("/scim/v2/ResourceTypes", BASE), Ok(Route::ResourceTypes(None)));
-        assert_eq!(match_route("/scim/v2/ServiceProviderConfig", BASE), Ok(Route::ServiceProviderConfig));
+        assert_eq!(
+            match_route("/scim/v2/Schemas/urn:x", BASE),
+            Ok(Route::Schemas(Some("urn:x".into())))
+        );
+        assert_eq!(
+            match_route("/scim/v2/ResourceTypes", BASE),
+            Ok(Route::ResourceTypes(None))
+        );
+        assert_eq!(
+            match_route("/scim/v2/ServiceProviderConfig", BASE),
+            Ok(Route::ServiceProviderConfig)
+        );
     }
 
     #[test]
@@ -209,11 +262,25 @@ mod tests {
 
     #[test]
     fn unknown_is_404_and_me_is_501() {
-        for p in ["/", "/scim", "/scim/v2", "/scim/v2/Nope", "/other/Users", "/scim/v2/Users/1/extra", "/scim/v3/Users"] {
+        for p in [
+            "/",
+            "/scim",
+            "/scim/v2",
+            "/scim/v2/Nope",
+            "/other/Users",
+            "/scim/v2/Users/1/extra",
+            "/scim/v3/Users",
+        ] {
             assert_eq!(match_route(p, BASE).map_err(|e| e.status), Err(404), "{p}");
         }
-        assert_eq!(match_route("/scim/v2/Me", BASE).map_err(|e| e.status), Err(501));
-        assert_eq!(match_route("/scim/v2/me/x", BASE).map_err(|e| e.status), Err(501));
+        assert_eq!(
+            match_route("/scim/v2/Me", BASE).map_err(|e| e.status),
+            Err(501)
+        );
+        assert_eq!(
+            match_route("/scim/v2/me/x", BASE).map_err(|e| e.status),
+            Err(501)
+        );
     }
 
     #[test]

@@ -41,15 +41,25 @@ pub struct Built {
 pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
     metrics::init();
     let audit = Arc::new(AuditLog::open(&cfg.audit.file)?);
-    let tokens = TokenStore::open(&cfg.tokens.file, cfg.tokens.max_per_idp, Some(audit.clone()))?;
+    let tokens = TokenStore::open(
+        &cfg.tokens.file,
+        cfg.tokens.max_per_idp,
+        Some(audit.clone()),
+    )?;
     let gate = Arc::new(Gate::new(cfg, tokens.clone())?);
 
     if !opts.upgrade {
         // Pingora panics inside the listening service when a bind fails; check first so the
         // operator gets the address and the reason instead of a backtrace. (With --upgrade the
         // sockets come from the old process and are busy by design.)
-        for addr in cfg.server.listen.iter().chain(std::iter::once(&cfg.metrics.listen)) {
-            std::net::TcpListener::bind(addr).map_err(|e| StartError::Listen(format!("{addr}: {e}")))?;
+        for addr in cfg
+            .server
+            .listen
+            .iter()
+            .chain(std::iter::once(&cfg.metrics.listen))
+        {
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| StartError::Listen(format!("{addr}: {e}")))?;
         }
     }
 
@@ -85,7 +95,11 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
         match &cfg.server.tls {
             None => proxy.add_tcp(addr),
             Some(tls) => proxy
-                .add_tls(addr, &tls.cert.display().to_string(), &tls.key.display().to_string())
+                .add_tls(
+                    addr,
+                    &tls.cert.display().to_string(),
+                    &tls.key.display().to_string(),
+                )
                 .map_err(|e| StartError::Listen(format!("{addr}: TLS: {e}")))?,
         }
     }
@@ -93,7 +107,11 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
 
     let mut admin = Service::new(
         "scim-gate admin".to_string(),
-        HttpServer::new_app(AdminApp::new(tokens.clone(), audit, cfg.admin.allowed_uids.clone())),
+        HttpServer::new_app(AdminApp::new(
+            tokens.clone(),
+            audit,
+            cfg.admin.allowed_uids.clone(),
+        )),
     );
     // Pingora's add_uds defaults to mode 0666; the admin socket must be 0600 (SPEC §6).
     admin.add_uds(
@@ -102,12 +120,18 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
     );
     server.add_service(admin);
 
-    let mut metrics_service = Service::new("scim-gate metrics".to_string(), HttpServer::new_app(MetricsApp));
+    let mut metrics_service = Service::new(
+        "scim-gate metrics".to_string(),
+        HttpServer::new_app(MetricsApp),
+    );
     metrics_service.add_tcp(&cfg.metrics.listen);
     server.add_service(metrics_service);
 
     // Started by Pingora after it daemonised, so the watcher thread survives the fork.
-    server.add_service(background_service("token watch", TokenWatch(tokens.clone())));
+    server.add_service(background_service(
+        "token watch",
+        TokenWatch(tokens.clone()),
+    ));
     server.add_service(background_service(
         "drain",
         Drain {
@@ -115,7 +139,11 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
             grace: cfg.server.shutdown_grace,
         },
     ));
-    Ok(Built { server, gate, tokens })
+    Ok(Built {
+        server,
+        gate,
+        tokens,
+    })
 }
 
 struct TokenWatch(Arc<TokenStore>);

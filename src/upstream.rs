@@ -84,7 +84,12 @@ impl Upstream {
 
     /// Fills the headers every upstream request carries: its `Host`, its credential (the IdP's
     /// own `Authorization` never travels on), and the token's identity.
-    pub fn set_headers(&self, req: &mut RequestHeader, tenant: &str, token_id: &str) -> pingora::Result<()> {
+    pub fn set_headers(
+        &self,
+        req: &mut RequestHeader,
+        tenant: &str,
+        token_id: &str,
+    ) -> pingora::Result<()> {
         req.remove_header(&http::header::AUTHORIZATION);
         if let Some(auth) = &self.authorization {
             req.insert_header(http::header::AUTHORIZATION, auth.as_str())?;
@@ -107,19 +112,30 @@ impl Upstream {
         let classify = |e: Box<pingora::Error>| {
             let msg = e.to_string();
             match e.etype() {
-                pingora::ErrorType::ConnectTimedout | pingora::ErrorType::ReadTimedout | pingora::ErrorType::WriteTimedout => {
-                    UpstreamError::Timeout(msg)
-                }
+                pingora::ErrorType::ConnectTimedout
+                | pingora::ErrorType::ReadTimedout
+                | pingora::ErrorType::WriteTimedout => UpstreamError::Timeout(msg),
                 _ => UpstreamError::Connect(msg),
             }
         };
-        let (mut session, _reused) = self.connector.get_http_session(&self.peer).await.map_err(classify)?;
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&self.peer)
+            .await
+            .map_err(classify)?;
         let path = format!("{}{}", self.target.path, suffix);
         let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(classify)?;
-        req.insert_header(http::header::ACCEPT, "application/scim+json, application/json")
+        req.insert_header(
+            http::header::ACCEPT,
+            "application/scim+json, application/json",
+        )
+        .map_err(classify)?;
+        self.set_headers(&mut req, tenant, token_id)
             .map_err(classify)?;
-        self.set_headers(&mut req, tenant, token_id).map_err(classify)?;
-        session.write_request_header(Box::new(req)).await.map_err(classify)?;
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(classify)?;
         session.finish_request_body().await.map_err(classify)?;
         session.read_response_header().await.map_err(classify)?;
         let status = session.response_header().map_or(0, |h| h.status.as_u16());
@@ -130,7 +146,9 @@ impl Upstream {
                 return Err(UpstreamError::Body("resource larger than 4 MiB".into()));
             }
         }
-        self.connector.release_http_session(session, &self.peer, None).await;
+        self.connector
+            .release_http_session(session, &self.peer, None)
+            .await;
         match status {
             404 => Ok(None),
             200 => serde_json::from_slice(&body)

@@ -15,5 +15,9 @@ fn a_valid_token_reaches_the_directory_and_a_missing_one_does_not() {
     let r = gate.call("GET", "/scim/v2/Users", None, None);
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"scim\""));
-    assert_eq!(up.dir.received().len(), 1, "only the authenticated request reached the upstream");
+    assert_eq!(
+        up.dir.received().len(),
+        1,
+        "only the authenticated request reached the upstream"
+    );
 }

@@ -194,7 +194,8 @@ impl Prepared {
             let body = put.value.as_object().ok_or_else(|| {
                 Rejection::invalid_json(format!("{}the PUT body is not an object", put.prefix))
             })?;
-            compare_put(&self.inner, put.resource, body, cur).map_err(|e| e.prefixed(&put.prefix))?;
+            compare_put(&self.inner, put.resource, body, cur)
+                .map_err(|e| e.prefixed(&put.prefix))?;
         }
         Ok(Checked { body: self.body })
     }
@@ -204,6 +205,8 @@ impl Prepared {
 #[derive(Clone, Copy)]
 enum Loc<'a> {
     Name(&'a str),
+    /// `Operations[0]: path`
+    Under(&'a Loc<'a>, &'a str),
     Key(&'a Loc<'a>, &'a str),
     Index(&'a Loc<'a>, usize),
 }
@@ -212,6 +215,7 @@ impl fmt::Display for Loc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Loc::Name(n) => f.write_str(n),
+            Loc::Under(p, s) => write!(f, "{p}: {s}"),
             Loc::Key(p, k) => write!(f, "{p}.{k}"),
             Loc::Index(p, i) => write!(f, "{p}[{i}]"),
         }
@@ -397,8 +401,8 @@ impl<'p> Cx<'p> {
         v: &mut Value,
         loc: &Loc,
     ) -> Result<(), Rejection> {
-        let is_manager = schema::find(schema::ENTERPRISE_ATTRS, "manager")
-            .is_some_and(|m| std::ptr::eq(m, def));
+        let is_manager =
+            schema::find(schema::ENTERPRISE_ATTRS, "manager").is_some_and(|m| std::ptr::eq(m, def));
         if let (true, Value::String(id)) = (is_manager, &*v) {
             self.deviate(Deviation::ManagerString, loc)?;
             let mut obj = Map::new();
@@ -453,7 +457,12 @@ impl<'p> Cx<'p> {
         let schemas = require_schema(obj, self.resource.core_urn())?;
         let strip = self.normalize();
         let mut drop = Vec::new();
-        for (k, v) in obj.iter_mut() {
+        // Extension objects first, then core attributes, each by name: the first error reported
+        // does not depend on the map's iteration order.
+        let mut keys: Vec<String> = obj.keys().cloned().collect();
+        keys.sort_by_cached_key(|k| (!starts_with_ci(k, "urn:"), k.to_ascii_lowercase()));
+        for k in &keys {
+            let Some(v) = obj.get_mut(k) else { continue };
             if k.eq_ignore_ascii_case("schemas") {
                 continue;
             }
@@ -659,10 +668,12 @@ impl<'p> Cx<'p> {
 
     fn check_op(&mut self, op: &mut Value, loc: &Loc) -> Result<OpOutcome, Rejection> {
         let Value::Object(o) = op else {
-            return Err(Rejection::syntax(format!("{loc}: an operation must be an object")));
+            return Err(Rejection::syntax(format!(
+                "{loc}: an operation must be an object"
+            )));
         };
-        let op_key = key_ci(o, "op")
-            .ok_or_else(|| Rejection::syntax(format!("{loc}: 'op' is required")))?;
+        let op_key =
+            key_ci(o, "op").ok_or_else(|| Rejection::syntax(format!("{loc}: 'op' is required")))?;
         let (kind, lower) = o
             .get(&op_key)
             .and_then(Value::as_str)
@@ -682,9 +693,7 @@ impl<'p> Cx<'p> {
         let path = match get_ci(o, "path") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                return Err(Rejection::syntax(format!("{loc}: 'path' must be a string")))
-            }
+            Some(_) => return Err(Rejection::syntax(format!("{loc}: 'path' must be a string"))),
         };
         let value_key = key_ci(o, "value");
         if kind == OpKind::Remove {
@@ -720,7 +729,8 @@ impl<'p> Cx<'p> {
         value: Option<&Value>,
         loc: &Loc,
     ) -> Result<OpOutcome, Rejection> {
-        let p = path.ok_or_else(|| Rejection::no_target(format!("{loc}: 'remove' needs a 'path'")))?;
+        let p =
+            path.ok_or_else(|| Rejection::no_target(format!("{loc}: 'remove' needs a 'path'")))?;
         let pp = self.parse(&p, loc)?;
         let Some(value) = value else {
             self.check_target(&pp, &p, OpKind::Remove, None, loc)?;
@@ -743,7 +753,9 @@ impl<'p> Cx<'p> {
         self.changed = true;
         let attr = p.trim();
         Ok(OpOutcome::ReplaceWith(
-            ids.into_iter().map(|id| dialect::removal_op(attr, id)).collect(),
+            ids.into_iter()
+                .map(|id| dialect::removal_op(attr, id))
+                .collect(),
         ))
     }
 
@@ -788,8 +800,8 @@ impl<'p> Cx<'p> {
             let pp = parse_path_in(&k, &self.p.known_urns).map_err(|e| {
                 Rejection::path(format!("{loc}: value key '{k}' is not a valid path: {e}"))
             })?;
-            let plain = pp.attr.is_none()
-                || (pp.urn.is_none() && pp.filter.is_none() && pp.sub.is_none());
+            let plain =
+                pp.attr.is_none() || (pp.urn.is_none() && pp.filter.is_none() && pp.sub.is_none());
             if plain {
                 let def = pp
                     .attr
@@ -900,7 +912,7 @@ impl<'p> Cx<'p> {
             )));
         }
         let Some(v) = value else { return Ok(()) };
-        let at = Loc::Name(raw);
+        let at = Loc::Under(loc, raw);
         if let Some(d) = def {
             match (sub_def, &pp.filter) {
                 (Some(sd), _) => self.check_attr(sd, v, &at, false)?,
@@ -915,7 +927,7 @@ impl<'p> Cx<'p> {
             && self.resource == Resource::Users
             && attr.eq_ignore_ascii_case("emails")
         {
-            self.check_patch_emails(pp, v, raw)?;
+            self.check_patch_emails(pp, v, &at)?;
         }
         Ok(())
     }
@@ -999,8 +1011,7 @@ impl<'p> Cx<'p> {
     }
 
     /// E-mail addresses written by a PATCH at `emails`, `emails[…]`, `emails[…].value`.
-    fn check_patch_emails(&self, pp: &PatchPath, v: &Value, raw: &str) -> Result<(), Rejection> {
-        let at = Loc::Name(raw);
+    fn check_patch_emails(&self, pp: &PatchPath, v: &Value, at: &Loc) -> Result<(), Rejection> {
         match (pp.sub.as_deref(), &pp.filter, v) {
             (Some(s), _, Value::String(addr)) if s.eq_ignore_ascii_case("value") => {
                 self.check_domain(addr, at)
@@ -1009,15 +1020,18 @@ impl<'p> Cx<'p> {
             (None, _, Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, item)| self.check_email_item(item, &Loc::Index(&at, i))),
-            (None, _, item) => self.check_email_item(item, &at),
+                .try_for_each(|(i, item)| self.check_email_item(item, &Loc::Index(at, i))),
+            (None, _, item) => self.check_email_item(item, at),
         }
     }
 
     // ----------------------------------------------------------------------------- Bulk
 
     /// RFC 7644 §3.7. Returns the PUTs as (resource, id, detail prefix).
-    fn check_bulk(&mut self, root: &mut Value) -> Result<Vec<(Resource, String, String)>, Rejection> {
+    fn check_bulk(
+        &mut self,
+        root: &mut Value,
+    ) -> Result<Vec<(Resource, String, String)>, Rejection> {
         let Value::Object(obj) = root else {
             return Err(Rejection::invalid_json("the body must be a JSON object"));
         };
@@ -1039,9 +1053,7 @@ impl<'p> Cx<'p> {
         let mut puts = Vec::new();
         for (i, op) in ops.iter_mut().enumerate() {
             let prefix = format!("Operations[{i}]: ");
-            if let Some((resource, id)) =
-                self.check_bulk_op(op).map_err(|e| e.prefixed(&prefix))?
-            {
+            if let Some((resource, id)) = self.check_bulk_op(op).map_err(|e| e.prefixed(&prefix))? {
                 puts.push((resource, id, prefix));
             }
         }
@@ -1147,9 +1159,9 @@ fn check_search_member(p: &Inner, k: &str, v: &Value) -> Result<(), Rejection> {
                 .as_array()
                 .ok_or_else(|| Rejection::value(format!("'{k}' must be an array of strings")))?;
             for item in items {
-                let s = item
-                    .as_str()
-                    .ok_or_else(|| Rejection::value(format!("'{k}' must be an array of strings")))?;
+                let s = item.as_str().ok_or_else(|| {
+                    Rejection::value(format!("'{k}' must be an array of strings"))
+                })?;
                 parse_path_in(s, &p.known_urns)
                     .map_err(|e| Rejection::path(format!("'{k}': invalid path '{s}': {e}")))?;
             }
@@ -1208,7 +1220,13 @@ fn compare_put(
             continue;
         }
         let excl = rules.updatable_subs(None, def.name);
-        compare_one(Some(def), get_ci(body, def.name), get_ci(cur, def.name), &excl, def.name)?;
+        compare_one(
+            Some(def),
+            get_ci(body, def.name),
+            get_ci(cur, def.name),
+            &excl,
+            def.name,
+        )?;
     }
     for ext in p.extensions.iter().filter(|e| e.applies_to(resource)) {
         if rules.allows_whole(&ext.urn_lc) {
@@ -1314,7 +1332,10 @@ fn canon_item(def: Option<&'static AttrDef>, v: &Value, excl: &[&str]) -> Value 
             for (k, sv) in o {
                 let sub = def.and_then(|d| d.sub(k));
                 let lk = k.to_ascii_lowercase();
-                if is_read_only(sub) || lk == "$ref" || excl.iter().any(|e| e.eq_ignore_ascii_case(&lk)) {
+                if is_read_only(sub)
+                    || lk == "$ref"
+                    || excl.iter().any(|e| e.eq_ignore_ascii_case(&lk))
+                {
                     continue;
                 }
                 let c = canon(sub, Some(sv), &[]);

@@ -197,7 +197,13 @@ impl Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.reason.label(), self.detail)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            self.reason.label(),
+            self.detail
+        )
     }
 }
 

@@ -333,7 +333,8 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         let bytes = self.s.as_bytes();
         let mut end = start;
-        while end < bytes.len() && (is_name_char(bytes[end]) || bytes[end] == b':' || bytes[end] == b'.')
+        while end < bytes.len()
+            && (is_name_char(bytes[end]) || bytes[end] == b':' || bytes[end] == b'.')
         {
             end += 1;
         }
@@ -510,7 +511,13 @@ impl Filter {
     }
 
     /// Operators are left-associative: a right child of the same precedence needs parentheses.
-    fn fmt_binary(&self, f: &mut fmt::Formatter<'_>, l: &Filter, r: &Filter, kw: &str) -> fmt::Result {
+    fn fmt_binary(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        l: &Filter,
+        r: &Filter,
+        kw: &str,
+    ) -> fmt::Result {
         let p = self.precedence();
         l.fmt_child(f, l.precedence() < p)?;
         write!(f, " {kw} ")?;

@@ -51,3 +51,6 @@ pub use error::{RejectReason, Rejection};
 pub use filter::{parse_filter, AttrPath, CompareOp, Filter, FilterError, Literal};
 pub use path::{parse_path, PatchPath, PathError};
 pub use policy::{Dialect, ExtensionAllow, Policy, PolicySpec, PolicySpecError, Resource};
+
+#[cfg(test)]
+mod tests;

@@ -201,7 +201,10 @@ impl Rules {
     /// Whether the whole extension `scope` is updatable.
     pub fn allows_whole(&self, scope: &str) -> bool {
         self.entries.iter().any(|u| {
-            u.attr.is_none() && u.scope.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(scope))
+            u.attr.is_none()
+                && u.scope
+                    .as_deref()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(scope))
         })
     }
 
@@ -211,7 +214,9 @@ impl Rules {
             .iter()
             .filter(|u| {
                 u.scope.as_deref() == scope
-                    && u.attr.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(attr))
+                    && u.attr
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(attr))
             })
             .filter_map(|u| u.sub.as_deref())
             .collect()
@@ -340,7 +345,9 @@ fn compile_rules(
         };
         let p = parse_path_in(entry, known_urns).map_err(|e| bad(e.to_string()))?;
         if p.filter.is_some() {
-            return Err(bad("an updatable entry names an attribute, not a filter".into()));
+            return Err(bad(
+                "an updatable entry names an attribute, not a filter".into()
+            ));
         }
         let core = resource.core_urn();
         let scope = match &p.urn {
@@ -350,9 +357,14 @@ fn compile_rules(
                 let ext = extensions
                     .iter()
                     .find(|e| e.urn_lc.eq_ignore_ascii_case(u))
-                    .ok_or_else(|| bad("the extension is not listed in policy.extensions".into()))?;
+                    .ok_or_else(
+                        || bad("the extension is not listed in policy.extensions".into()),
+                    )?;
                 if !ext.applies_to(resource) {
-                    return Err(bad(format!("the extension does not extend {}", resource.name())));
+                    return Err(bad(format!(
+                        "the extension does not extend {}",
+                        resource.name()
+                    )));
                 }
                 Some(ext)
             }
@@ -366,7 +378,9 @@ fn compile_rules(
             }
             (Some(a), Some(ext)) => {
                 if !ext.allows(a) {
-                    return Err(bad("the attribute is not allowed by policy.extensions".into()));
+                    return Err(bad(
+                        "the attribute is not allowed by policy.extensions".into()
+                    ));
                 }
                 if let Some(s) = ext.schema {
                     let def = schema::find(s, a)

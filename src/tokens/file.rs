@@ -81,6 +81,8 @@ struct TokenFile {
 pub enum TokenFileError {
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
+    #[error("the file is empty; write `tokens: []` to remove every token")]
+    Empty,
     #[error("not valid token YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
     #[error("token {id}: sha256 must be 64 hex digits")]
@@ -124,13 +126,21 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
             id: r.id.clone(),
             reason: reason.to_string(),
         };
-        if r.id.is_empty() || !r.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if r.id.is_empty()
+            || !r
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(bad("id must be non-empty letters, digits, '_' or '-'"));
         }
         if r.tenant.is_empty() || r.tenant.chars().any(char::is_control) {
             return Err(bad("tenant must be a non-empty printable string"));
         }
-        if r.domains.iter().any(|d| d.is_empty() || d.contains('@') || d.chars().any(char::is_whitespace)) {
+        if r.domains
+            .iter()
+            .any(|d| d.is_empty() || d.contains('@') || d.chars().any(char::is_whitespace))
+        {
             return Err(bad("domains must be bare domain names like acme.com"));
         }
         if secret::from_hex(&r.sha256).is_none() {
@@ -140,7 +150,10 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
             return Err(TokenFileError::DuplicateId(r.id.clone()));
         }
         if let Some(other) = hashes.insert(r.sha256.as_str(), r.id.as_str()) {
-            return Err(TokenFileError::DuplicateHash(other.to_string(), r.id.clone()));
+            return Err(TokenFileError::DuplicateHash(
+                other.to_string(),
+                r.id.clone(),
+            ));
         }
         let n = per_idp.entry((r.tenant.as_str(), r.idp)).or_default();
         *n += 1;
@@ -158,9 +171,10 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
 
 /// The file text for a set of records, with a header that says what the file is.
 pub fn render(records: &[TokenRecord]) -> Vec<u8> {
-    let mut out = b"# scim-gate token file: SHA-256 hashes only, no secrets. Written by the gate;\n\
+    let mut out =
+        b"# scim-gate token file: SHA-256 hashes only, no secrets. Written by the gate;\n\
 # hand edits are picked up within a second (invalid edits are refused and logged).\n"
-        .to_vec();
+            .to_vec();
     let body = serde_yaml::to_string(&TokenFile {
         tokens: records.to_vec(),
     })
@@ -177,7 +191,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TokenFileError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut f = std::fs::OpenOptions::new()
@@ -190,7 +207,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TokenFileError> {
         f.sync_all().map_err(io)?;
     }
     std::fs::rename(&tmp, path).map_err(io)?;
-    std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
     Ok(())
 }
 
@@ -223,19 +242,34 @@ mod tests {
         let other = HASH.replace('9', "8");
         let cases = [
             (yaml(&entry("a", "okta", "abc")), "64 hex"),
-            (yaml(&(entry("a", "okta", HASH) + &entry("a", "entra", &other))), "twice"),
-            (yaml(&(entry("a", "okta", HASH) + &entry("b", "entra", HASH))), "same sha256"),
+            (
+                yaml(&(entry("a", "okta", HASH) + &entry("a", "entra", &other))),
+                "twice",
+            ),
+            (
+                yaml(&(entry("a", "okta", HASH) + &entry("b", "entra", HASH))),
+                "same sha256",
+            ),
             (yaml(&entry("a", "myspace", HASH)), "unknown variant"),
             ("tokens: [ {id: ".to_string(), "YAML"),
-            (yaml(&entry("a", "okta", HASH).replace("status: active", "status: active, colour: red")), "unknown field"),
+            (
+                yaml(
+                    &entry("a", "okta", HASH)
+                        .replace("status: active", "status: active, colour: red"),
+                ),
+                "unknown field",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(text.as_bytes(), 2).expect_err(&text).to_string();
             assert!(e.contains(want), "{e} should mention {want}");
         }
         let third = HASH.replace('9', "7");
-        let three = entry("a", "okta", HASH) + &entry("b", "okta", &other) + &entry("c", "okta", &third);
-        let e = parse(yaml(&three).as_bytes(), 2).expect_err("over limit").to_string();
+        let three =
+            entry("a", "okta", HASH) + &entry("b", "okta", &other) + &entry("c", "okta", &third);
+        let e = parse(yaml(&three).as_bytes(), 2)
+            .expect_err("over limit")
+            .to_string();
         assert!(e.contains("max_per_idp"), "{e}");
     }
 

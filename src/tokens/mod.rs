@@ -35,7 +35,8 @@ pub struct TokenInfo {
 struct Entry {
     info: TokenInfo,
     active: bool,
-    /// Unix seconds; checked per request so a token dies at its expiry without any event.
+    /// Unix milliseconds; checked per request so a token dies at its expiry without any event.
+    /// (Whole seconds would end a token up to a second before its `expires_at`.)
     expires_at: Option<i64>,
 }
 
@@ -61,7 +62,9 @@ impl TokenSet {
     fn build(records: Vec<TokenRecord>) -> TokenSet {
         let mut by_hash = HashMap::with_capacity(records.len());
         for r in &records {
-            let Some(hash) = secret::from_hex(&r.sha256) else { continue };
+            let Some(hash) = secret::from_hex(&r.sha256) else {
+                continue;
+            };
             let info = TokenInfo {
                 id: Arc::from(r.id.as_str()),
                 tenant: Arc::from(r.tenant.as_str()),
@@ -73,7 +76,7 @@ impl TokenSet {
                 Entry {
                     info,
                     active: r.status == Status::Active,
-                    expires_at: r.expires_at.map(|t| t.timestamp()),
+                    expires_at: r.expires_at.map(|t| t.timestamp_millis()),
                 },
             );
         }
@@ -82,12 +85,13 @@ impl TokenSet {
 
     /// Hash-then-lookup. The map compares digests, not secrets, so how long a comparison takes
     /// tells an attacker only about a SHA-256 value they cannot choose a preimage for.
-    pub fn lookup(&self, presented: &[u8], now_unix: i64) -> Lookup {
+    /// `now_ms` is the current Unix time in milliseconds.
+    pub fn lookup(&self, presented: &[u8], now_ms: i64) -> Lookup {
         let digest = secret::sha256(presented);
         match self.by_hash.get(&digest) {
             None => Lookup::Unknown,
             Some(e) if !e.active => Lookup::Inactive,
-            Some(e) if e.expires_at.is_some_and(|t| t <= now_unix) => Lookup::Expired,
+            Some(e) if e.expires_at.is_some_and(|t| t <= now_ms) => Lookup::Expired,
             Some(e) => Lookup::Valid(e.info.clone()),
         }
     }
@@ -110,7 +114,9 @@ impl TokenSet {
 pub enum StoreError {
     #[error("token {0} not found")]
     NotFound(String),
-    #[error("tenant {tenant:?} already holds {max} tokens for idp {idp}: delete or refresh one instead")]
+    #[error(
+        "tenant {tenant:?} already holds {max} tokens for idp {idp}: delete or refresh one instead"
+    )]
     TooMany {
         tenant: String,
         idp: String,
@@ -189,7 +195,10 @@ impl TokenStore {
     }
 
     /// An in-memory store for tests and the embedded example: no file, no audit.
-    pub fn from_records(records: Vec<TokenRecord>, max_per_idp: usize) -> Result<TokenStore, TokenFileError> {
+    pub fn from_records(
+        records: Vec<TokenRecord>,
+        max_per_idp: usize,
+    ) -> Result<TokenStore, TokenFileError> {
         file::validate(&records, max_per_idp)?;
         Ok(TokenStore {
             current: ArcSwap::from_pointee(TokenSet::build(records)),
@@ -202,7 +211,9 @@ impl TokenStore {
 
     /// The request path: one atomic load, one hash, one map lookup.
     pub fn lookup(&self, presented: &[u8]) -> Lookup {
-        self.current.load().lookup(presented, Utc::now().timestamp())
+        self.current
+            .load()
+            .lookup(presented, Utc::now().timestamp_millis())
     }
 
     /// The current snapshot (for listing).
@@ -232,8 +243,13 @@ impl TokenStore {
         if w.last_bytes.as_deref() == Some(bytes.as_slice()) {
             return Ok(false);
         }
-        let records = file::parse(&bytes, self.max_per_idp).map_err(|e| self.reload_failed(e))?;
         let old = self.current.load_full();
+        // An editor that truncates and rewrites in place can be caught between the two; an
+        // empty file never removes every token (`tokens: []` says so explicitly).
+        if !old.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(self.reload_failed(TokenFileError::Empty));
+        }
+        let records = file::parse(&bytes, self.max_per_idp).map_err(|e| self.reload_failed(e))?;
         let changes = diff(old.records(), &records);
         self.current.store(Arc::new(TokenSet::build(records)));
         w.last_bytes = Some(bytes);
@@ -252,7 +268,10 @@ impl TokenStore {
 
     fn reload_failed(&self, e: TokenFileError) -> TokenFileError {
         metrics::TOKEN_RELOADS.with_label_values(&["error"]).inc();
-        log::error!("token file {} not reloaded, previous tokens stay in force: {e}", self.file.display());
+        log::error!(
+            "token file {} not reloaded, previous tokens stay in force: {e}",
+            self.file.display()
+        );
         e
     }
 
@@ -264,16 +283,19 @@ impl TokenStore {
         // An operator's hand edit that the watcher has not picked up yet must not be
         // overwritten: take it in first (or refuse while the file is broken).
         if w.last_bytes.is_some() {
-            self.reload_locked(&mut w).map_err(StoreError::FileInvalid)?;
+            self.reload_locked(&mut w)
+                .map_err(StoreError::FileInvalid)?;
         }
         let old = self.current.load_full();
         let mut records = old.records().to_vec();
         let (changed, event) = self.edit(&mut records, change)?;
-        file::validate(&records, self.max_per_idp).map_err(|e| StoreError::BadRequest(e.to_string()))?;
+        file::validate(&records, self.max_per_idp)
+            .map_err(|e| StoreError::BadRequest(e.to_string()))?;
         let bytes = file::render(&records);
         if w.last_bytes.is_some() {
             let previous = w.last_bytes.clone();
-            file::write_atomic(&self.file, &bytes).map_err(|e| StoreError::Persist(e.to_string()))?;
+            file::write_atomic(&self.file, &bytes)
+                .map_err(|e| StoreError::Persist(e.to_string()))?;
             if let Some(audit) = &self.audit {
                 let mut ev = AuditEvent::new(event);
                 if let Some(r) = &changed.record {
@@ -300,7 +322,11 @@ impl TokenStore {
     }
 
     /// The pure part of a change: edits `records` and names the audit event.
-    fn edit(&self, records: &mut Vec<TokenRecord>, change: Change) -> Result<(Changed, &'static str), StoreError> {
+    fn edit(
+        &self,
+        records: &mut Vec<TokenRecord>,
+        change: Change,
+    ) -> Result<(Changed, &'static str), StoreError> {
         let now = Utc::now();
         let find = |records: &Vec<TokenRecord>, id: &str| {
             records
@@ -315,7 +341,10 @@ impl TokenStore {
                 domains,
                 expires_at,
             } => {
-                let held = records.iter().filter(|r| r.tenant == tenant && r.idp == idp).count();
+                let held = records
+                    .iter()
+                    .filter(|r| r.tenant == tenant && r.idp == idp)
+                    .count();
                 if held >= self.max_per_idp {
                     return Err(StoreError::TooMany {
                         tenant,
@@ -422,11 +451,15 @@ impl TokenStore {
                 _ => active += 1,
             }
             if let Some(t) = r.expires_at {
-                metrics::TOKEN_EXPIRY.with_label_values(&[&r.id]).set(t.timestamp() as f64);
+                metrics::TOKEN_EXPIRY
+                    .with_label_values(&[&r.id])
+                    .set(t.timestamp() as f64);
             }
         }
         metrics::TOKENS.with_label_values(&["active"]).set(active);
-        metrics::TOKENS.with_label_values(&["inactive"]).set(inactive);
+        metrics::TOKENS
+            .with_label_values(&["inactive"])
+            .set(inactive);
         metrics::TOKENS.with_label_values(&["expired"]).set(expired);
     }
 }
@@ -445,8 +478,16 @@ fn new_id(records: &[TokenRecord]) -> String {
 fn diff(old: &[TokenRecord], new: &[TokenRecord]) -> serde_json::Value {
     let old_by_id: HashMap<&str, &TokenRecord> = old.iter().map(|r| (r.id.as_str(), r)).collect();
     let new_by_id: HashMap<&str, &TokenRecord> = new.iter().map(|r| (r.id.as_str(), r)).collect();
-    let mut added: Vec<&str> = new_by_id.keys().filter(|k| !old_by_id.contains_key(*k)).copied().collect();
-    let mut removed: Vec<&str> = old_by_id.keys().filter(|k| !new_by_id.contains_key(*k)).copied().collect();
+    let mut added: Vec<&str> = new_by_id
+        .keys()
+        .filter(|k| !old_by_id.contains_key(*k))
+        .copied()
+        .collect();
+    let mut removed: Vec<&str> = old_by_id
+        .keys()
+        .filter(|k| !new_by_id.contains_key(*k))
+        .copied()
+        .collect();
     let mut changed: Vec<&str> = new_by_id
         .iter()
         .filter(|(k, r)| old_by_id.get(*k).is_some_and(|o| o != *r))
@@ -482,9 +523,14 @@ mod tests {
         inactive.status = Status::Inactive;
         let mut expired = record("tok_c", "acme", Idp::Google, "c");
         expired.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
-        let store = TokenStore::from_records(vec![record("tok_a", "acme", Idp::Okta, "a"), inactive, expired], 2)
-            .expect("valid");
-        assert!(matches!(store.lookup(b"a"), Lookup::Valid(i) if &*i.id == "tok_a" && &*i.tenant == "acme"));
+        let store = TokenStore::from_records(
+            vec![record("tok_a", "acme", Idp::Okta, "a"), inactive, expired],
+            2,
+        )
+        .expect("valid");
+        assert!(
+            matches!(store.lookup(b"a"), Lookup::Valid(i) if &*i.id == "tok_a" && &*i.tenant == "acme")
+        );
         assert!(matches!(store.lookup(b"zzz"), Lookup::Unknown));
         assert!(matches!(store.lookup(b"b"), Lookup::Inactive));
         assert!(matches!(store.lookup(b"c"), Lookup::Expired));
@@ -504,28 +550,66 @@ mod tests {
         };
         let a = store.apply(create(), Some(0)).expect("first");
         let first = a.token.expect("secret");
-        assert!(matches!(store.lookup(first.expose().as_bytes()), Lookup::Valid(_)));
+        assert!(matches!(
+            store.lookup(first.expose().as_bytes()),
+            Lookup::Valid(_)
+        ));
         store.apply(create(), Some(0)).expect("second");
-        assert!(matches!(store.apply(create(), Some(0)), Err(StoreError::TooMany { .. })));
+        assert!(matches!(
+            store.apply(create(), Some(0)),
+            Err(StoreError::TooMany { .. })
+        ));
         let id = a.record.expect("record").id;
-        let r = store.apply(Change::Refresh(id.clone()), Some(0)).expect("refresh");
+        let r = store
+            .apply(Change::Refresh(id.clone()), Some(0))
+            .expect("refresh");
         let second = r.token.expect("secret");
-        assert!(matches!(store.lookup(first.expose().as_bytes()), Lookup::Unknown));
-        assert!(matches!(store.lookup(second.expose().as_bytes()), Lookup::Valid(_)));
-        store.apply(Change::SetStatus(id.clone(), Status::Inactive), Some(0)).expect("deactivate");
-        assert!(matches!(store.lookup(second.expose().as_bytes()), Lookup::Inactive));
-        store.apply(Change::Delete(id.clone()), Some(0)).expect("delete");
-        assert!(matches!(store.lookup(second.expose().as_bytes()), Lookup::Unknown));
-        assert!(matches!(store.apply(Change::Delete(id), Some(0)), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.lookup(first.expose().as_bytes()),
+            Lookup::Unknown
+        ));
+        assert!(matches!(
+            store.lookup(second.expose().as_bytes()),
+            Lookup::Valid(_)
+        ));
+        store
+            .apply(Change::SetStatus(id.clone(), Status::Inactive), Some(0))
+            .expect("deactivate");
+        assert!(matches!(
+            store.lookup(second.expose().as_bytes()),
+            Lookup::Inactive
+        ));
+        store
+            .apply(Change::Delete(id.clone()), Some(0))
+            .expect("delete");
+        assert!(matches!(
+            store.lookup(second.expose().as_bytes()),
+            Lookup::Unknown
+        ));
+        assert!(matches!(
+            store.apply(Change::Delete(id), Some(0)),
+            Err(StoreError::NotFound(_))
+        ));
 
         let text = std::fs::read_to_string(&path).expect("file");
         let on_disk = file::parse(text.as_bytes(), 2).expect("parses");
         assert_eq!(on_disk.len(), 1);
         assert!(!text.contains(first.expose()) && !text.contains(second.expose()));
-        let events: Vec<String> = audit.read_since(None).expect("audit").into_iter().map(|e| e.event).collect();
+        let events: Vec<String> = audit
+            .read_since(None)
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
         assert_eq!(
             events,
-            ["token.created", "token.created", "token.refreshed", "token.deactivated", "token.deleted"]
+            [
+                "token.created",
+                "token.created",
+                "token.refreshed",
+                "token.deactivated",
+                "token.deleted"
+            ]
         );
         // The store's own write is not re-applied by a reload.
         assert!(!store.reload_from_disk().expect("reload"));
@@ -551,8 +635,14 @@ mod tests {
             .expect("secret");
         std::fs::write(&path, "tokens: [ {id: broken").expect("write");
         assert!(store.reload_from_disk().is_err());
-        assert!(matches!(store.lookup(t.expose().as_bytes()), Lookup::Valid(_)));
-        assert!(matches!(store.apply(Change::Delete("x".into()), None), Err(StoreError::FileInvalid(_))));
+        assert!(matches!(
+            store.lookup(t.expose().as_bytes()),
+            Lookup::Valid(_)
+        ));
+        assert!(matches!(
+            store.apply(Change::Delete("x".into()), None),
+            Err(StoreError::FileInvalid(_))
+        ));
     }
 
     #[test]

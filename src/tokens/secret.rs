@@ -86,7 +86,10 @@ pub fn well_formed(token: &[u8]) -> bool {
     if token.len() != TOKEN_LEN || !token.starts_with(PREFIX.as_bytes()) {
         return false;
     }
-    if !token[PREFIX.len()..].iter().all(|c| c.is_ascii_alphanumeric()) {
+    if !token[PREFIX.len()..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric())
+    {
         return false;
     }
     let (head, check) = token.split_at(TOKEN_LEN - CHECK_LEN);
@@ -166,7 +169,10 @@ mod tests {
     fn hex_round_trips() {
         let d = sha256(b"test");
         let h = to_hex(&d);
-        assert_eq!(h, "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+        assert_eq!(
+            h,
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
         assert_eq!(from_hex(&h), Some(d));
         assert_eq!(from_hex(&h.to_uppercase()), Some(d));
         assert_eq!(from_hex("zz"), None);

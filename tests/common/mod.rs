@@ -87,6 +87,8 @@ pub struct GateOpts {
     pub server_extra: String,
     /// Extra keys for the `upstream:` map.
     pub upstream_extra: String,
+    /// Extra keys for the `admin:` map, e.g. `allowed_uids: [65534]`.
+    pub admin_extra: String,
     pub env: Vec<(String, String)>,
 }
 
@@ -97,6 +99,7 @@ impl GateOpts {
             extra: String::new(),
             server_extra: String::new(),
             upstream_extra: String::new(),
+            admin_extra: String::new(),
             env: vec![],
         }
     }
@@ -112,6 +115,13 @@ impl GateProc {
     }
 
     pub fn start_in(dir: tempfile::TempDir, opts: GateOpts) -> GateProc {
+        let mut proc = GateProc::configure(dir, &opts);
+        proc.spawn(&opts.env);
+        proc
+    }
+
+    /// Writes `gate.yaml` (ports chosen here) and returns the not-yet-started process.
+    fn configure(dir: tempfile::TempDir, opts: &GateOpts) -> GateProc {
         let port = free_port();
         let metrics_port = free_port();
         let config = dir.path().join("gate.yaml");
@@ -125,25 +135,66 @@ impl GateProc {
         } else {
             format!(", {}", opts.upstream_extra)
         };
+        let admin_extra = if opts.admin_extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", opts.admin_extra)
+        };
         let yaml = format!(
             "server: {{ listen: 127.0.0.1:{port}, threads: 2, shutdown_grace: 3s{server_extra} }}\n\
              base_path: /scim/v2\n\
              upstream: {{ url: \"{}\", connect_timeout: 1s, read_timeout: 2s{upstream_extra} }}\n\
              tokens: {{ file: tokens.yaml }}\n\
-             admin: {{ socket: admin.sock }}\n\
+             admin: {{ socket: admin.sock{admin_extra} }}\n\
              audit: {{ file: audit.jsonl }}\n\
              metrics: {{ listen: 127.0.0.1:{metrics_port} }}\n{}",
             opts.upstream_url, opts.extra
         );
         std::fs::write(&config, yaml).expect("config");
-        let mut proc = GateProc {
+        GateProc {
             child: None,
             dir,
             port,
             metrics_port,
             config,
-        };
-        proc.spawn(&opts.env);
+        }
+    }
+
+    /// Starts another program (e.g. the `embed` example) as `program --config gate.yaml` with the
+    /// same config a gate would get, and waits until the proxy port accepts connections. It is
+    /// not expected to open the admin socket or the metrics port. Killed on drop; `restart`
+    /// would start the real gate binary instead.
+    pub fn start_program(program: &Path, dir: tempfile::TempDir, opts: GateOpts) -> GateProc {
+        let mut proc = GateProc::configure(dir, &opts);
+        let log = std::fs::File::create(proc.dir.path().join("gate.log")).expect("log");
+        let mut cmd = Command::new(program);
+        cmd.arg("--config")
+            .arg(&proc.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        proc.child = Some(cmd.spawn().expect("spawn program"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", proc.port)).is_err() {
+            if let Some(Ok(Some(status))) = proc.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "{} exited early ({status}): {}",
+                    program.display(),
+                    proc.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start: {}",
+                program.display(),
+                proc.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         proc
     }
 
@@ -173,13 +224,21 @@ impl GateProc {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.admin_socket().exists() {
+            // Connect, not just `exists()`: after a SIGKILL the stale socket file is still there
+            // until the new process has bound its own.
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && std::os::unix::net::UnixStream::connect(self.admin_socket()).is_ok()
+            {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("gate exited early ({status}): {}", self.log());
             }
-            assert!(Instant::now() < deadline, "gate did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "gate did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -209,13 +268,25 @@ impl GateProc {
     }
 
     /// A request with a bearer token (or none) and an optional JSON body.
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Response {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", self.port);
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Response {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+            self.port
+        );
         if let Some(t) = token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
         if let Some(b) = body {
-            req.push_str(&format!("Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{b}", b.len()));
+            req.push_str(&format!(
+                "Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            ));
         } else {
             req.push_str("\r\n");
         }
@@ -227,6 +298,11 @@ impl GateProc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// One admin call over the Unix socket (panics if the socket cannot be reached).
+    pub fn admin(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        admin_request(&self.admin_socket(), method, path, body).expect("admin socket")
     }
 
     pub fn pid(&self) -> u32 {
@@ -267,7 +343,8 @@ impl Response {
 /// Sends raw bytes (which should ask for `Connection: close`) and parses the one response.
 pub fn send(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
     s.write_all(raw).expect("write");
     read_response(&mut s)
 }
@@ -279,7 +356,10 @@ pub fn read_response<S: Read>(s: &mut S) -> Response {
     while !buf.ends_with(b"\r\n\r\n") {
         match s.read(&mut byte) {
             Ok(1) => buf.push(byte[0]),
-            _ => panic!("connection ended before a response head: {:?}", String::from_utf8_lossy(&buf)),
+            _ => panic!(
+                "connection ended before a response head: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
         }
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
@@ -294,7 +374,12 @@ pub fn read_response<S: Read>(s: &mut S) -> Response {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     if status == 100 {
         return read_response(s);
@@ -302,15 +387,23 @@ pub fn read_response<S: Read>(s: &mut S) -> Response {
     if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.resize(len, 0);
         s.read_exact(&mut body).expect("body");
-    } else if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+    } else if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
         loop {
             let mut line = Vec::new();
             while !line.ends_with(b"\r\n") {
                 s.read_exact(&mut byte).expect("chunk size");
                 line.push(byte[0]);
             }
-            let size = usize::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next().unwrap_or("0"), 16)
-                .expect("chunk size");
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&line)
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or("0"),
+                16,
+            )
+            .expect("chunk size");
             let mut chunk = vec![0u8; size + 2];
             s.read_exact(&mut chunk).expect("chunk");
             if size == 0 {
@@ -321,7 +414,49 @@ pub fn read_response<S: Read>(s: &mut S) -> Response {
     } else if status != 204 && status != 304 {
         let _ = s.read_to_end(&mut body);
     }
-    Response { status, headers, body }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// One HTTP/1.1 request over the admin Unix socket; `Err` if the socket cannot be reached or
+/// the connection breaks (a killed gate), so callers that expect that can handle it.
+pub fn admin_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<Response> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    match body {
+        Some(b) => req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => req.push_str("Content-Length: 0\r\n\r\n"),
+    }
+    admin_raw(socket, req.as_bytes())
+}
+
+/// Raw bytes over the admin socket, one response back.
+pub fn admin_raw(socket: &Path, raw: &[u8]) -> std::io::Result<Response> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.write_all(raw)?;
+    // `read_response` panics on a broken stream; turn that into an error here.
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    if buf.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "no response",
+        ));
+    }
+    let mut cursor = std::io::Cursor::new(buf);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_response(&mut cursor)))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "torn response"))
 }
 
 /// Polls `f` until it is true or `limit` passes; returns whether it became true.
@@ -352,4 +487,84 @@ pub fn all_files_text(dir: &Path) -> String {
         }
     }
     out
+}
+
+impl GateProc {
+    /// A request whose header lines (without CRLF) are given as raw bytes, so tests can send
+    /// duplicates, odd spacing and non-ASCII bytes exactly. `Host` and `Connection: close` are added.
+    pub fn raw_request(&self, method: &str, path: &str, header_lines: &[&[u8]]) -> Response {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+            self.port
+        )
+        .into_bytes();
+        for line in header_lines {
+            req.extend_from_slice(line);
+            req.extend_from_slice(b"\r\n");
+        }
+        req.extend_from_slice(b"\r\n");
+        send(self.addr(), &req)
+    }
+
+    /// The value of one sample line of /metrics (`name{labels}`), 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics(), series)
+    }
+}
+
+/// The value of the sample whose name-and-labels part equals `series` exactly
+/// (e.g. `scim_gate_token_reloads_total{result="error"}`); 0 when absent.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(k, _)| *k == series)
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The sum of every sample of metric `name` whose labels contain all of `labels`
+/// (each like `kind="timeout"`).
+pub fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(k, _)| {
+            k.split('{').next() == Some(name) && labels.iter().all(|lab| k.contains(lab))
+        })
+        .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Asserts a gate-made SCIM error (RFC 7644 §3.12) with this status and, when given, scimType.
+pub fn assert_scim_error(r: &Response, status: u16, scim_type: Option<&str>) {
+    assert_eq!(r.status, status, "status; body: {}", r.text());
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(
+        ct.starts_with("application/scim+json"),
+        "Content-Type {ct:?} for a {status}"
+    );
+    let v = r.json();
+    assert_eq!(
+        v["schemas"],
+        serde_json::json!(["urn:ietf:params:scim:api:messages:2.0:Error"]),
+        "SCIM error body: {}",
+        r.text()
+    );
+    assert_eq!(
+        v["status"],
+        serde_json::json!(status.to_string()),
+        "status member: {}",
+        r.text()
+    );
+    if let Some(t) = scim_type {
+        assert_eq!(
+            v["scimType"],
+            serde_json::json!(t),
+            "scimType: {}",
+            r.text()
+        );
+    }
 }

@@ -1,0 +1,63 @@
+//! Token lookup cost with 10, 100 000 and 1 000 000 tokens loaded: the goal is a flat line
+//! (within 1.2x), since every request pays it. Run: `cargo bench --bench tokens`.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use scim_gate::tokens::{secret, Idp, Lookup, Status, TokenRecord, TokenStore};
+
+/// `n` records over enough tenants that no (tenant, idp) holds more than two tokens.
+fn store(n: usize) -> (TokenStore, Vec<String>) {
+    let idps = [
+        Idp::Entra,
+        Idp::Okta,
+        Idp::Google,
+        Idp::Onelogin,
+        Idp::Jumpcloud,
+        Idp::Other,
+    ];
+    let now = chrono::Utc::now();
+    let mut plain = Vec::with_capacity(n);
+    let records = (0..n)
+        .map(|i| {
+            let token = format!("bench-token-{i:08}");
+            let r = TokenRecord {
+                id: format!("tok_{i:08x}"),
+                tenant: format!("tenant{}", i / 12),
+                idp: idps[(i / 2) % 6],
+                status: Status::Active,
+                sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
+                domains: vec![],
+                created_at: now,
+                refreshed_at: None,
+                expires_at: None,
+            };
+            plain.push(token);
+            r
+        })
+        .collect();
+    (
+        TokenStore::from_records(records, 2).expect("valid set"),
+        plain,
+    )
+}
+
+fn lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("token_lookup");
+    for n in [10usize, 100_000, 1_000_000] {
+        let (store, plain) = store(n);
+        let mut i = 0usize;
+        group.bench_with_input(BenchmarkId::new("valid", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 7919) % plain.len();
+                let hit = store.lookup(black_box(plain[i].as_bytes()));
+                assert!(matches!(hit, Lookup::Valid(_)));
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("unknown", n), &n, |b, _| {
+            b.iter(|| store.lookup(black_box(b"scimgate_not-a-token")))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookup);
+criterion_main!(benches);

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# End-to-end tests: the real scim-gate binary in front of a real SCIM directory (scim2-server),
+# checked with the real conformance suite (scim2-tester). See tests/e2e/run_e2e.py.
+#   scripts/test-e2e.sh [pytest args…]        e.g. -k wrong_token
+# Env: SCIM_GATE_BIN (default target/debug/scim-gate; this script does not build it),
+#      E2E_KEEP=1 keeps the temp dir with configs and logs, E2E_TEST_TIMEOUT (s, per test).
+# Exit status: the tests' status.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="$("$ROOT/scripts/ensure-deps.sh" | tail -n 1)"
+cd "$ROOT"
+export SCIM_GATE_BIN="${SCIM_GATE_BIN:-$ROOT/target/debug/scim-gate}"
+set +e
+timeout --kill-after=30 1200 "$PY" -m pytest -s -v -p no:cacheprovider "$ROOT/tests/e2e/run_e2e.py" "$@"
+status=$?
+set -e
+exit "$status"

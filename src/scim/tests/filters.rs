@@ -1,0 +1,162 @@
+//! Filter parser: RFC 7644 §3.4.2.2 examples, precedence, literals, errors.
+
+use super::super::filter::{parse_filter, AttrPath, CompareOp, Filter, Literal};
+
+fn f(s: &str) -> Filter {
+    match parse_filter(s) {
+        Ok(f) => f,
+        Err(e) => panic!("'{s}' should parse: {e}"),
+    }
+}
+
+fn cmp(a: &str, op: CompareOp, v: Literal) -> Filter {
+    Filter::Compare {
+        path: AttrPath {
+            urn: None,
+            attr: a.into(),
+            sub: None,
+        },
+        op,
+        value: v,
+    }
+}
+
+#[test]
+fn rfc7644_examples_parse() {
+    // Every example filter of RFC 7644 §3.4.2.2.
+    for s in [
+        r#"userName eq "bjensen""#,
+        r#"name.familyName co "O'Malley""#,
+        r#"userName sw "J""#,
+        r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "J""#,
+        "title pr",
+        r#"meta.lastModified gt "2011-05-13T04:42:34Z""#,
+        r#"meta.lastModified ge "2011-05-13T04:42:34Z""#,
+        r#"meta.lastModified lt "2011-05-13T04:42:34Z""#,
+        r#"meta.lastModified le "2011-05-13T04:42:34Z""#,
+        r#"title pr and userType eq "Employee""#,
+        r#"title pr or userType eq "Intern""#,
+        r#"schemas eq "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User""#,
+        r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
+        r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#,
+        r#"userType eq "Employee" and (emails.type eq "work")"#,
+        r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#,
+        r#"emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]"#,
+    ] {
+        let parsed = f(s);
+        assert_eq!(f(&parsed.to_string()), parsed, "round trip of '{s}'");
+    }
+}
+
+#[test]
+fn urn_attribute_path() {
+    let x = f(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "x""#);
+    let Filter::Compare { path, .. } = x else {
+        panic!("expected a comparison")
+    };
+    assert_eq!(
+        path.urn.as_deref(),
+        Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User")
+    );
+    assert_eq!(path.attr, "manager");
+    assert_eq!(path.sub.as_deref(), Some("value"));
+}
+
+#[test]
+fn precedence_not_and_or() {
+    // a or b and c  ==  a or (b and c)
+    let x = f("a pr or b pr and c pr");
+    let Filter::Or(_, right) = x else {
+        panic!("or must bind loosest")
+    };
+    assert!(matches!(*right, Filter::And(..)));
+    // (a or b) and c
+    let x = f("(a pr or b pr) and c pr");
+    assert!(matches!(x, Filter::And(..)));
+    // left-associative
+    let x = f("a pr and b pr and c pr");
+    let Filter::And(left, _) = x else {
+        panic!("expected and")
+    };
+    assert!(matches!(*left, Filter::And(..)));
+    assert!(matches!(f("not (a pr) and b pr"), Filter::And(..)));
+}
+
+#[test]
+fn display_keeps_needed_parentheses() {
+    assert_eq!(
+        f("(a pr or b pr) and c pr").to_string(),
+        "(a pr or b pr) and c pr"
+    );
+    assert_eq!(
+        f("a pr or (b pr or c pr)").to_string(),
+        "a pr or (b pr or c pr)"
+    );
+    assert_eq!(
+        f("(a pr or b pr) or c pr").to_string(),
+        "a pr or b pr or c pr"
+    );
+    assert_eq!(f("NOT(a pr)").to_string(), "not (a pr)");
+}
+
+#[test]
+fn literals_and_case() {
+    assert_eq!(f("a EQ TRUE"), cmp("a", CompareOp::Eq, Literal::True));
+    assert_eq!(f("a ne null"), cmp("a", CompareOp::Ne, Literal::Null));
+    assert_eq!(
+        f("a gt -1.5e3"),
+        cmp("a", CompareOp::Gt, Literal::Number("-1.5e3".into()))
+    );
+    assert_eq!(
+        f(r#"a eq "x\"y\\z\u00e9\n""#),
+        cmp(
+            "a",
+            CompareOp::Eq,
+            Literal::String("x\"y\\z\u{e9}\n".into())
+        )
+    );
+    assert_eq!(f(r#"a eq "x\"y""#).to_string(), r#"a eq "x\"y""#);
+}
+
+#[test]
+fn lenient_whitespace() {
+    assert_eq!(f("  a   eq\t\"x\"  "), f(r#"a eq "x""#));
+    assert_eq!(f("( a pr )"), f("a pr"));
+}
+
+#[test]
+fn malformed_filters_are_errors() {
+    for bad in [
+        "",
+        "a",
+        "a eq",
+        "a eq x",
+        "a xx 1",
+        "a eq 01",
+        "a eq 1.",
+        "a eq -",
+        r#"a eq "unterminated"#,
+        r#"a eq "bad \q escape""#,
+        "a pr and",
+        "a pr or or b pr",
+        "(a pr",
+        "a pr)",
+        "not a pr",
+        "a[b eq 1",
+        "a eq 1 b eq 2",
+        r#"a eq "x"and"#,
+        "foo:bar eq 1",
+        "a.b.c eq 1",
+        "a eq 1e",
+    ] {
+        assert!(parse_filter(bad).is_err(), "'{bad}' should not parse");
+    }
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{}a pr{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert!(parse_filter(&deep).is_err());
+    let deep_not = format!("{}a pr{}", "not (".repeat(5_000), ")".repeat(5_000));
+    assert!(parse_filter(&deep_not).is_err());
+}

@@ -1,0 +1,776 @@
+"""End-to-end tests of scim-gate with real parts, no mocks.
+
+What runs
+---------
+* the **upstream**: ``scim2-server`` from PyPI (in-memory SCIM 2.0 directory, served by its own
+  ``scim2-server`` CLI, ``python -m scim2_server.testserver.cli``) on a free loopback port, with a
+  static upstream bearer token (``--bearer-token``) and ``--debug`` (it then logs the WSGI
+  environment of every request: that is how these tests see which headers reached the upstream);
+* the **gate**: the real binary (``$SCIM_GATE_BIN``, default ``target/debug/scim-gate``) started as
+  ``scim-gate run -c <config>`` with a config (SPEC §2) and a token file (SPEC §3) written into a
+  fresh temp dir, the upstream credential in ``UPSTREAM_AUTH`` (``upstream.authorization_env``);
+* the **conformance suite**: ``scim2-tester`` from PyPI (``scim2_tester.check_server``) driving a
+  ``scim2-client`` over an ``httpx2.Client`` whose ``Authorization`` header carries the bearer token.
+  It is run directly against scim2-server, through the gate with a valid token, and through the
+  gate with a wrong (well-formed but unknown) token.
+
+Only loopback addresses are used; every wait has a timeout; every process started here is
+killed (by its own process group id) at the end, also when a test fails.
+
+How results are compared
+------------------------
+``check_server`` returns ``CheckResult`` objects with a ``status``:
+
+* passed  = SUCCESS, COMPLIANT, ACCEPTABLE, DEVIATION (DEVIATION is "within specification bounds");
+* failed  = ERROR, CRITICAL;
+* skipped = SKIPPED.
+
+A check is identified by ``(resource_type, title, subject)``: ``title`` is the checker function's
+name (``object_creation``, ``check_add_attribute``…), ``subject`` is the first single-quoted token
+of its ``reason`` (the PATCH checkers return one result per attribute and quote it there), else the
+ordinal of the result among the results of the same ``(resource_type, title)``.
+"Passes directly but fails through the gate" = passed directly, and failed or absent through
+the gate.
+
+Expected policy differences (``EXPECTED_POLICY_REJECTIONS``): the gate is *meant* to refuse a
+few things scim2-tester does (SPEC §5: ``userName`` is immutable after creation, and a PUT may not
+change it). Those checks must fail through the gate *with a 400 from the gate's policy*; they are
+tested separately (``test_policy_differences_are_gate_rejections``) and not counted as
+regressions. The gate config of these tests widens ``policy.users.updatable``/``groups.updatable``
+and ``policy.extensions`` to every attribute scim2-tester writes, so that nothing else differs.
+
+Classification for the wrong-token run
+--------------------------------------
+A check "reads or writes a resource" when one of its tags starts with ``crud`` (``crud:create``,
+``crud:read``, ``crud:read:attributes``, ``crud:update``, ``crud:delete``) or ``patch``
+(``patch:add``, ``patch:remove``, ``patch:replace``); those must all fail with a wrong token, and
+at least one must have run (not skipped), so the assertion is not vacuous. For the resource
+checks to run at all without discovery (which itself fails with a wrong token, SPEC §4 requires a
+token on every route), the wrong-token client is given the service description discovered
+directly from scim2-server. Discovery/misc checks (``discovery``, ``misc`` tags) are reported but
+not asserted on (some of them only expect *an* error); instead the test asserts directly that
+the gate answers 401 with ``WWW-Authenticate`` and that not one request reached the upstream
+during the whole wrong-token run.
+
+Nice-to-have
+------------
+``test_nice_to_have_900KiB_group_patch`` sends a ~900 KiB group PATCH (≈19 000 members) through
+the gate and checks that scim2-server received all members (SPEC §5: the 1 MiB limit must work
+end to end although Pingora replays at most 64 KiB of a buffered body).
+
+Run: ``scripts/test-e2e.sh`` (or ``.venv-e2e/bin/python -m pytest -s tests/e2e/run_e2e.py``).
+Set ``E2E_KEEP=1`` to keep the temp dir (config, logs) even when everything passes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import datetime as dt
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from scim2_client.engines.httpx2 import SyncSCIMClient
+from scim2_tester import CheckResult, Status, check_server
+
+ROOT = Path(__file__).resolve().parents[2]
+GATE_BIN = Path(os.environ.get("SCIM_GATE_BIN", ROOT / "target" / "debug" / "scim-gate"))
+HOST = "127.0.0.1"  # loopback only
+BASE_PATH = "/scim/v2"
+
+START_TIMEOUT = 60.0  # seconds to wait for a process to answer
+HTTP_TIMEOUT = 30.0  # seconds for any one HTTP request
+TEST_TIMEOUT = int(os.environ.get("E2E_TEST_TIMEOUT", "300"))  # hard limit for one test
+
+PASSED = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE, Status.DEVIATION}
+FAILED = {Status.ERROR, Status.CRITICAL}
+
+# (resource_type, check title, subject) -> why the gate refuses it by design.
+EXPECTED_POLICY_REJECTIONS = {
+    ("User", "check_replace_attribute", "userName"): (
+        "SPEC §5: userName is immutable after creation (PATCH replace userName → 400 mutability)"
+    ),
+    ("User", "object_replacement", "#0"): (
+        "SPEC §5: a PUT may not change userName; scim2-tester's PUT fills userName with a new "
+        "random value (→ 400 mutability)"
+    ),
+}
+
+# Every attribute scim2-tester writes (scim2-server's default schemas), so the only policy
+# differences left are the ones above.
+USER_UPDATABLE = [
+    "displayName", "emails", "name", "name.givenName", "name.familyName", "name.formatted",
+    "name.middleName", "name.honorificPrefix", "name.honorificSuffix", "active", "externalId",
+    "nickName", "profileUrl", "title", "userType", "preferredLanguage", "locale", "timezone",
+    "password", "phoneNumbers", "ims", "photos", "addresses", "entitlements", "roles",
+    "x509Certificates",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+]
+GROUP_UPDATABLE = ["displayName", "members", "externalId"]
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _base62(data: bytes, width: int) -> str:
+    n = int.from_bytes(data, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 62)
+        out = _ALPHABET[r] + out
+    return out.rjust(width, "0")
+
+
+def make_token() -> str:
+    """A token in the SPEC §3 shape: ``scimgate_`` + 43 base62 chars of 32 random bytes + a
+    6-char base62 CRC-32 (IEEE) checksum of everything before it (the gate checks it)."""
+    head = "scimgate_" + _base62(secrets.token_bytes(32), 43)
+    return head + _base62(zlib.crc32(head.encode()).to_bytes(4, "big"), 6)
+
+
+def sha256_hex(s: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(s.encode()).hexdigest()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def http_client(base_url: str, token: str | None) -> httpx2.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # trust_env=False: never route loopback traffic through an environment proxy.
+    return httpx2.Client(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT, trust_env=False)
+
+
+def wait_until(what: str, probe, timeout: float, proc: "Proc | None" = None) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise AssertionError(
+                f"{what}: process exited with status {proc.popen.returncode} before answering\n"
+                f"--- last lines of its log ---\n{proc.tail()}"
+            )
+        try:
+            ok = probe()
+            if ok:
+                return ok
+        except Exception as exc:  # noqa: BLE001 - any failure just means "not yet"
+            last = exc
+        time.sleep(0.2)
+    extra = f"\n--- last lines of its log ---\n{proc.tail()}" if proc else ""
+    raise AssertionError(f"{what}: not ready after {timeout:.0f}s (last error: {last!r}){extra}")
+
+
+class Proc:
+    """A child process in its own process group, output to files; killed by its own pgid."""
+
+    ALL: list["Proc"] = []
+
+    def __init__(self, name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None,
+                 logdir: Path | None = None):
+        self.name = name
+        logdir = logdir or workdir
+        self.stdout_path = logdir / f"{name}.stdout.log"
+        self.stderr_path = logdir / f"{name}.stderr.log"
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._out,
+            stderr=self._err,
+            env=env,
+            cwd=workdir,
+            start_new_session=True,
+        )
+        Proc.ALL.append(self)
+
+    def output(self) -> str:
+        for f in (self._out, self._err):
+            f.flush()
+        return (
+            self.stdout_path.read_text(errors="replace")
+            + self.stderr_path.read_text(errors="replace")
+        )
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.output().splitlines()[-n:])
+
+    def stop(self, grace: float = 12.0) -> None:
+        if self.popen.poll() is None:
+            t0 = time.monotonic()
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(grace)
+                print(f"\n{self.name}: exited {self.popen.returncode} {time.monotonic() - t0:.1f}s after SIGTERM", flush=True)
+            except subprocess.TimeoutExpired:
+                print(f"\n{self.name}: still running {grace:.0f}s after SIGTERM, killing", flush=True)
+        # Whatever is left of the group (children included) goes now.
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self._out, self._err):
+            f.close()
+
+
+def _stop_all() -> None:
+    for p in reversed(Proc.ALL):
+        p.stop()
+    Proc.ALL.clear()
+
+
+def _on_sigterm(signum, frame):
+    # e.g. the outer `timeout` of scripts/test-e2e.sh: our children live in their own process
+    # groups, so they must be stopped here or they would outlive the run.
+    _stop_all()
+    os._exit(128 + signum)
+
+
+atexit.register(_stop_all)
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+# ---------------------------------------------------------------------------------------------
+# running scim2-tester
+# ---------------------------------------------------------------------------------------------
+
+
+class Run:
+    """One check_server run, keyed for comparison."""
+
+    def __init__(self, label: str, results: list[CheckResult], client: SyncSCIMClient):
+        self.label = label
+        self.results = results
+        self.client = client
+        self.by_key: dict[tuple[str, str, str], CheckResult] = {}
+        ordinals: collections.Counter = collections.Counter()
+        for r in results:
+            m = re.search(r"'([^']+)'", r.reason or "")
+            if m:
+                subject = m.group(1)
+            else:
+                base = (r.resource_type or "-", r.title or "?")
+                subject = f"#{ordinals[base]}"
+                ordinals[base] += 1
+            key = (r.resource_type or "-", r.title or "?", subject)
+            while key in self.by_key:  # never silently drop a result
+                key = (key[0], key[1], key[2] + "+")
+            self.by_key[key] = r
+
+    def counts(self) -> dict[str, int]:
+        c = {"passed": 0, "failed": 0, "skipped": 0}
+        for r in self.results:
+            c["passed" if r.status in PASSED else "failed" if r.status in FAILED else "skipped"] += 1
+        return c
+
+    def summary(self) -> str:
+        c = self.counts()
+        statuses = collections.Counter(r.status.name for r in self.results)
+        return (
+            f"{self.label}: {len(self.results)} checks — {c['passed']} passed, {c['failed']} failed, "
+            f"{c['skipped']} skipped  {dict(statuses)}"
+        )
+
+
+def run_checks(label: str, base_url: str, token: str | None, provider=None) -> Run:
+    client = SyncSCIMClient(http_client(base_url, token), provider=provider) if provider else (
+        SyncSCIMClient(http_client(base_url, token))
+    )
+    results = check_server(client)
+    run = Run(label, results, client)
+    print("\n" + run.summary(), flush=True)
+    return run
+
+
+def fmt_key(k: tuple[str, str, str]) -> str:
+    return f"{k[0]}/{k[1]}[{k[2]}]"
+
+
+def short(x: Any, n: int = 1500) -> str:
+    s = x if isinstance(x, str) else repr(x)
+    return s if len(s) <= n else s[:n] + f"… ({len(s)} chars)"
+
+
+def is_resource_check(r: CheckResult) -> bool:
+    return any(t.startswith("crud") or t.startswith("patch") for t in (r.tags or ()))
+
+
+REQUEST_LINE = re.compile(r'"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/\S*) HTTP/1\.[01]" (\d{3})')
+
+
+def upstream_requests(log: str) -> list[tuple[str, str, str]]:
+    """The request lines wsgiref logged: (method, path, status)."""
+    return REQUEST_LINE.findall(log)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _per_test_time_limit():
+    """A hard limit per test: SIGALRM raises in the test, fixtures then clean up."""
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"e2e test exceeded {TEST_TIMEOUT}s")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="session")
+def workdir(request):
+    d = Path(tempfile.mkdtemp(prefix="sg-e2e-", dir="/tmp"))
+    print(f"\ne2e work dir: {d}", flush=True)
+    yield d
+    _stop_all()
+    if request.session.testsfailed == 0 and not os.environ.get("E2E_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        print(f"\ne2e work dir kept: {d}", flush=True)
+
+
+class Upstream:
+    def __init__(self, proc: Proc, port: int, token: str):
+        self.proc = proc
+        self.port = port
+        self.token = token
+        self.url = f"http://{HOST}:{port}/v2"
+
+    def log(self) -> str:
+        return self.proc.output()
+
+
+@pytest.fixture(scope="session")
+def upstream(workdir):
+    port = free_port()
+    token = "upstream-" + secrets.token_urlsafe(24)
+    proc = Proc(
+        "scim2-server",
+        [
+            sys.executable, "-m", "scim2_server.testserver.cli",
+            "--hostname", HOST, "--port", str(port),
+            "--bearer-token", token,
+            "--debug",
+        ],
+        workdir,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    up = Upstream(proc, port, token)
+    with http_client(up.url, token) as c:
+        wait_until(
+            "scim2-server",
+            lambda: c.get("/ServiceProviderConfig").status_code == 200,
+            START_TIMEOUT,
+            proc,
+        )
+    yield up
+    proc.stop()
+
+
+class Gate:
+    def __init__(self, proc: Proc, dir: Path, port: int, metrics_port: int, token: str, token_id: str):
+        self.proc = proc
+        self.dir = dir
+        self.port = port
+        self.metrics_port = metrics_port
+        self.token = token
+        self.token_id = token_id
+        self.url = f"http://{HOST}:{port}{BASE_PATH}"
+        self.token_file = dir / "tokens.yaml"
+        self.audit_file = dir / "audit.jsonl"
+        self.config_file = dir / "config.yaml"
+
+    def log(self) -> str:
+        return self.proc.output()
+
+
+def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, token: str, token_id: str) -> None:
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (d / "tokens.yaml").write_text(
+        "tokens:\n"
+        f"  - id: {token_id}\n"
+        "    tenant: e2e\n"
+        "    idp: other\n"
+        "    status: active\n"
+        f"    sha256: {sha256_hex(token)}\n"
+        "    domains: []\n"
+        f"    created_at: {now}\n"
+        "    refreshed_at: null\n"
+        "    expires_at: null\n"
+    )
+    # JSON is YAML; every key is a SPEC §2 key.
+    config = {
+        "server": {"listen": f"{HOST}:{port}", "threads": 2, "shutdown_grace": "5s"},
+        "base_path": BASE_PATH,
+        "upstream": {
+            "url": upstream.url,
+            "authorization_env": "UPSTREAM_AUTH",
+            "connect_timeout": "2s",
+            "read_timeout": "30s",
+        },
+        "tokens": {"file": "tokens.yaml", "max_per_idp": 2},
+        "admin": {"socket": "admin.sock"},
+        "audit": {"file": "audit.jsonl"},
+        "metrics": {"listen": f"{HOST}:{metrics_port}"},
+        "policy": {
+            "max_body_bytes": 1048576,
+            "dialect": "normalize",
+            "users": {"updatable": USER_UPDATABLE},
+            "groups": {"updatable": GROUP_UPDATABLE},
+            "extensions": {ENTERPRISE: "*"},
+        },
+    }
+    (d / "config.yaml").write_text(json.dumps(config, indent=2) + "\n")
+
+
+@pytest.fixture(scope="session")
+def gate(workdir, upstream):
+    if not GATE_BIN.is_file() or not os.access(GATE_BIN, os.X_OK):
+        pytest.fail(f"gate binary {GATE_BIN} is missing (build it with `cargo build`, or set SCIM_GATE_BIN)")
+    d = workdir / "gate"
+    d.mkdir()
+    port, metrics_port = free_port(), free_port()
+    token = make_token()
+    token_id = "tok_" + secrets.token_hex(4)
+    write_gate_files(d, upstream, port, metrics_port, token, token_id)
+    env = {
+        **os.environ,
+        "UPSTREAM_AUTH": f"Bearer {upstream.token}",
+        "RUST_LOG": os.environ.get("E2E_GATE_RUST_LOG", "debug"),
+        "RUST_BACKTRACE": "1",
+    }
+    # Logs go beside, not into, the gate's dir: the gate watches the token file's folder.
+    proc = Proc("scim-gate", [str(GATE_BIN), "run", "-c", str(d / "config.yaml")], d, env=env, logdir=workdir)
+    g = Gate(proc, d, port, metrics_port, token, token_id)
+
+    def answers():
+        with socket.create_connection((HOST, port), timeout=1):
+            pass
+        with http_client(g.url, token) as c:
+            return c.get("/ServiceProviderConfig").status_code > 0
+
+    wait_until(f"scim-gate on {HOST}:{port}", answers, START_TIMEOUT, proc)
+    yield g
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def direct_run(upstream) -> Run:
+    return run_checks("direct (scim2-tester → scim2-server)", upstream.url, upstream.token)
+
+
+@pytest.fixture(scope="session")
+def gate_run(gate) -> Run:
+    return run_checks("through the gate, valid token", gate.url, gate.token)
+
+
+# ---------------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------------
+
+
+def test_conformance_direct(direct_run):
+    """scim2-tester against scim2-server alone: the baseline the gate is compared with."""
+    passed_resource = [r for r in direct_run.results if r.status in PASSED and is_resource_check(r)]
+    for k, r in direct_run.by_key.items():
+        if r.status not in PASSED:
+            print(f"  direct {r.status.name}: {fmt_key(k)} — {short(r.reason, 300)}")
+    assert passed_resource, "no resource check passed directly: scim2-server/scim2-tester setup is broken"
+
+
+def test_conformance_through_gate(direct_run, gate_run, gate):
+    """Every check that passes directly passes through the gate too (except the documented
+    policy rejections)."""
+    print("\n" + direct_run.summary())
+    print(gate_run.summary())
+    regressions = []
+    for k, r in direct_run.by_key.items():
+        if r.status not in PASSED or k in EXPECTED_POLICY_REJECTIONS:
+            continue
+        g = gate_run.by_key.get(k)
+        if g is None or g.status not in PASSED:
+            regressions.append((k, g))
+    print(f"checks passing directly but failing through the gate: {len(regressions)}")
+    lines = []
+    for k, g in regressions:
+        if g is None:
+            line = f"  {fmt_key(k)}: absent from the gate run"
+        else:
+            line = (
+                f"  {fmt_key(k)}: {g.status.name}\n      reason: {short(g.reason, 800)}\n"
+                f"      data:   {short(g.data, 800)}"
+            )
+        print(line)
+        lines.append(line)
+    for k, g in gate_run.by_key.items():
+        if k not in direct_run.by_key:
+            print(f"  (only through the gate) {fmt_key(k)}: {g.status.name} {short(g.reason, 300)}")
+    assert not regressions, (
+        f"{len(regressions)} check(s) pass directly but fail through the gate:\n" + "\n".join(lines)
+        + f"\n--- last lines of the gate log ---\n{gate.proc.tail(30)}"
+    )
+
+
+def test_policy_differences_are_gate_rejections(direct_run, gate_run):
+    """The checks the gate refuses by design (SPEC §5) fail through the gate with a 400
+    mutability error from the gate, not with something else."""
+    problems = []
+    for k, why in EXPECTED_POLICY_REJECTIONS.items():
+        d, g = direct_run.by_key.get(k), gate_run.by_key.get(k)
+        print(f"  {fmt_key(k)}: direct={d and d.status.name} gate={g and g.status.name} ({why})")
+        if d is None or d.status not in PASSED:
+            continue  # nothing to compare
+        if g is None:
+            problems.append(f"{fmt_key(k)}: absent from the gate run")
+        elif g.status in PASSED:
+            problems.append(f"{fmt_key(k)}: passed through the gate although {why}")
+        else:
+            text = f"{g.reason} {g.data!r}"
+            if "mutability" not in text and "400" not in text:
+                problems.append(f"{fmt_key(k)}: failed, but not with a 400 mutability: {short(text, 800)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_wrong_token_reads_and_writes_nothing(direct_run, gate, upstream):
+    """With a wrong token no resource check passes, the gate answers 401, and not one request
+    reaches the upstream."""
+    wrong = make_token()  # well formed (good checksum), unknown hash
+    assert wrong != gate.token
+    before = len(upstream_requests(upstream.log()))
+    run = run_checks("through the gate, WRONG token", gate.url, wrong, provider=direct_run.client.provider)
+    time.sleep(0.5)
+    after_requests = upstream_requests(upstream.log())[before:]
+
+    resource = [r for r in run.results if is_resource_check(r)]
+    executed = [r for r in resource if r.status != Status.SKIPPED]
+    passed = [r for r in resource if r.status in PASSED]
+    other_passed = [r for r in run.results if r.status in PASSED and not is_resource_check(r)]
+    print(
+        f"  resource checks: {len(resource)}, executed {len(executed)}, passed {len(passed)}; "
+        f"non-resource checks passing: {[r.title for r in other_passed]}"
+    )
+    with http_client(gate.url, wrong) as c:
+        resp = c.get("/Users")
+    with http_client(gate.url, None) as c:
+        resp_none = c.get("/Users")
+    print(f"  GET /Users wrong token → {resp.status_code} {resp.headers.get('www-authenticate')!r}")
+    print(f"  GET /Users no token    → {resp_none.status_code} {resp_none.headers.get('www-authenticate')!r}")
+
+    assert executed, "no resource check ran with the wrong token: the assertion would be vacuous"
+    assert not passed, "resource checks passed with a WRONG token:\n" + "\n".join(
+        f"  {r.resource_type}/{r.title}: {short(r.reason, 300)}" for r in passed
+    )
+    assert resp.status_code == 401, resp.text
+    assert 'realm="scim"' in resp.headers.get("www-authenticate", ""), resp.headers
+    assert "invalid_token" in resp.headers.get("www-authenticate", ""), resp.headers
+    assert resp.headers.get("content-type", "").startswith("application/scim+json"), resp.headers
+    assert resp.json().get("status") == "401", resp.text
+    assert wrong not in resp.text
+    assert resp_none.status_code == 401, resp_none.text
+    assert 'realm="scim"' in resp_none.headers.get("www-authenticate", ""), resp_none.headers
+    assert not after_requests, f"requests with a wrong token reached the upstream: {after_requests[:10]}"
+    with httpx2.Client(timeout=HTTP_TIMEOUT, trust_env=False) as c:
+        metrics = c.get(f"http://{HOST}:{gate.metrics_port}/metrics").text
+    unauthorized = [l for l in metrics.splitlines()
+                    if l.startswith("scim_gate_requests_total{") and 'outcome="unauthorized"' in l]
+    print(f"  metrics: {unauthorized[:3]}")
+    assert unauthorized, "scim_gate_requests_total has no outcome=\"unauthorized\" series after the wrong-token run"
+
+
+def test_upstream_sees_gate_credentials_not_the_idp_token(gate_run, gate, upstream):
+    """The IdP's token is replaced by UPSTREAM_AUTH, X-Scim-Tenant/X-Scim-Token-Id are set
+    (seen in scim2-server's --debug dump of each request's environment)."""
+    log = upstream.log()
+    assert upstream_requests(log), "scim2-server logged no request"
+    assert gate.token not in log, "the IdP's plaintext token reached the upstream"
+    assert f"'HTTP_X_SCIM_TENANT': 'e2e'" in log, "X-Scim-Tenant not seen by the upstream"
+    assert f"'HTTP_X_SCIM_TOKEN_ID': '{gate.token_id}'" in log, "X-Scim-Token-Id not seen by the upstream"
+    # The run through the gate authenticated at the upstream: no 401 from scim2-server.
+    assert not any(s == "401" for _, _, s in upstream_requests(log)), "the upstream answered 401"
+
+
+def test_no_plaintext_token_leak(gate_run, gate):
+    """The plaintext token appears in none of: the gate's stdout/stderr, the token file, the
+    audit file, /metrics, nor any other file the gate wrote."""
+    with httpx2.Client(timeout=HTTP_TIMEOUT, trust_env=False) as c:
+        metrics = c.get(f"http://{HOST}:{gate.metrics_port}/metrics")
+    assert metrics.status_code == 200, metrics.text[:500]
+    assert "scim_gate_requests_total" in metrics.text, metrics.text[:2000]
+    places = {
+        "gate stdout/stderr": gate.log(),
+        "token file": gate.token_file.read_text(),
+        "/metrics": metrics.text,
+    }
+    if gate.audit_file.exists():
+        places["audit file"] = gate.audit_file.read_text(errors="replace")
+    for p in gate.dir.rglob("*"):
+        if p.is_file():
+            places.setdefault(str(p.relative_to(gate.dir)), p.read_text(errors="replace"))
+    print(f"  searched: {sorted(places)}; gate log {len(places['gate stdout/stderr'])} chars")
+    assert sha256_hex(gate.token) in places["token file"]
+    body = gate.token[len("scimgate_"):]
+    leaks = [name for name, text in places.items() if gate.token in text or body in text]
+    assert not leaks, f"plaintext token found in: {leaks}"
+
+
+def test_upstream_credential_not_in_gate_log(gate_run, gate, upstream):
+    """The upstream credential (UPSTREAM_AUTH) is a secret too: it must not show up in the
+    gate's log, even at the debug level these tests run the gate with (E2E_GATE_RUST_LOG)."""
+    log = gate.log()
+    n = log.count(upstream.token)
+    example = ""
+    if n:
+        i = log.index(upstream.token)
+        line_start = log.rfind("\n", 0, i) + 1
+        example = log[line_start:line_start + 300]
+    assert n == 0, (
+        f"the upstream credential appears {n} times in the gate log "
+        f"(RUST_LOG={os.environ.get('E2E_GATE_RUST_LOG', 'debug')}); first: {example}…"
+    )
+
+
+def test_token_file_hot_reload(gate_run, gate):
+    """SPEC §3: a valid edit of the token file takes effect within 1 s (we allow 3 s); an
+    invalid edit leaves the previous set in force."""
+    second = make_token()
+    original = gate.token_file.read_text()
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    edited = original + (
+        f"  - id: tok_{secrets.token_hex(4)}\n    tenant: e2e\n    idp: other\n    status: active\n"
+        f"    sha256: {sha256_hex(second)}\n    domains: []\n    created_at: {now}\n"
+        "    refreshed_at: null\n    expires_at: null\n"
+    )
+    tmp = gate.token_file.with_suffix(".tmp")
+    tmp.write_text(edited)
+    os.replace(tmp, gate.token_file)
+    t0 = time.monotonic()
+    with http_client(gate.url, second) as c:
+        wait_until("hot reload of a new token", lambda: c.get("/ServiceProviderConfig").status_code == 200, 3.0)
+    print(f"  new token accepted {time.monotonic() - t0:.2f}s after the edit")
+    def reload_errors() -> float:
+        with httpx2.Client(timeout=HTTP_TIMEOUT, trust_env=False) as c:
+            text = c.get(f"http://{HOST}:{gate.metrics_port}/metrics").text
+        for line in text.splitlines():
+            if line.startswith("scim_gate_token_reloads_total") and 'result="error"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    errors_before = reload_errors()
+    # An invalid edit (bad hash) must leave both tokens working.
+    tmp.write_text(edited.replace(sha256_hex(second), "not-a-hash"))
+    os.replace(tmp, gate.token_file)
+    time.sleep(2.0)
+    with http_client(gate.url, second) as c:
+        assert c.get("/ServiceProviderConfig").status_code == 200, "invalid edit dropped a valid token"
+    with http_client(gate.url, gate.token) as c:
+        assert c.get("/ServiceProviderConfig").status_code == 200, "invalid edit dropped a valid token"
+    errors = reload_errors() - errors_before
+    print(f"  scim_gate_token_reloads_total{{result=\"error\"}} grew by {errors:g} for one invalid edit")
+    # Restore the original file first, so a failure below leaves the gate in a sane state.
+    tmp.write_text(original)
+    os.replace(tmp, gate.token_file)
+    assert errors >= 1, "invalid edit not counted in scim_gate_token_reloads_total{result=\"error\"}"
+    assert errors <= 3, (
+        f"one invalid edit was counted {errors:g} times in 2 s (and logged as often): the watcher "
+        "keeps re-reading the invalid file"
+    )
+
+
+def test_location_rewritten_to_public_url(gate, upstream):
+    """SPEC §4: Location and meta.location pointing at the upstream are rewritten to the public URL."""
+    user = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": f"e2e-{uuid.uuid4().hex[:10]}@example.com"}
+    with http_client(gate.url, gate.token) as c:
+        r = c.post("/Users", content=json.dumps(user), headers={"Content-Type": "application/scim+json"})
+        assert r.status_code == 201, r.text[:800]
+        body = r.json()
+        uid = body["id"]
+        loc, meta_loc = r.headers.get("location"), body.get("meta", {}).get("location")
+        print(f"  Location: {loc}  meta.location: {meta_loc}")
+        assert loc == f"{gate.url}/Users/{uid}", f"Location not rewritten: {loc}"
+        assert meta_loc == f"{gate.url}/Users/{uid}", f"meta.location not rewritten: {meta_loc}"
+        got = c.get(f"/Users/{uid}").json()
+        assert got.get("meta", {}).get("location") == f"{gate.url}/Users/{uid}", got.get("meta")
+        assert c.delete(f"/Users/{uid}").status_code == 204
+
+
+def test_nice_to_have_900KiB_group_patch(gate, upstream):
+    """NICE-TO-HAVE: a ~900 KiB group PATCH through the gate reaches scim2-server intact."""
+    headers = {"Content-Type": "application/scim+json"}
+    with http_client(gate.url, gate.token) as c:
+        r = c.post(
+            "/Groups",
+            content=json.dumps({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                "displayName": "e2e-big-" + uuid.uuid4().hex[:8]}),
+            headers=headers,
+        )
+        assert r.status_code == 201, f"NICE-TO-HAVE 900KiB PATCH: group creation → {r.status_code} {r.text[:500]}"
+        gid = r.json()["id"]
+        members = []
+        body = b""
+        target = 900 * 1024
+        while len(body) < target:
+            members.extend({"value": str(uuid.uuid4())} for _ in range(500))
+            body = json.dumps({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": "members", "value": members}],
+            }).encode()
+        assert target <= len(body) < 1024 * 1024
+        r = c.patch(f"/Groups/{gid}", content=body, headers=headers, timeout=120)
+        assert r.status_code in (200, 204), (
+            f"NICE-TO-HAVE 900KiB PATCH ({len(body)} bytes, {len(members)} members): "
+            f"gate → {r.status_code} {r.text[:800]}"
+        )
+    with http_client(upstream.url, upstream.token) as c:
+        got = c.get(f"/Groups/{gid}", timeout=120).json()
+    got_ids = {m["value"] for m in got.get("members") or []}
+    want = {m["value"] for m in members}
+    print(f"  PATCH {len(body)} bytes, {len(members)} members; upstream group has {len(got_ids)}")
+    assert got_ids == want, (
+        f"NICE-TO-HAVE 900KiB PATCH: upstream group has {len(got_ids)} of {len(want)} members "
+        f"({len(want - got_ids)} missing, {len(got_ids - want)} unexpected)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main(["-s", "-v", "-p", "no:cacheprovider", __file__, *sys.argv[1:]]))

@@ -1,0 +1,136 @@
+//! `examples/embed.rs` — an operator's own Pingora proxy with the gate embedded — is built and
+//! run against the in-process demo directory: tokens are enforced and the operator's own header
+//! is on the responses.
+//!
+//! Integration tests cannot see example binaries, so the test builds the example with the same
+//! cargo that runs it and takes the executable's path from cargo's JSON messages (which works
+//! for any target directory and profile layout).
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::{assert_scim_error, GateOpts, GateProc, TestToken};
+use scim_gate::demo::DemoServer;
+
+fn embed_binary() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "--example",
+            "embed",
+            "--message-format=json-render-diagnostics",
+        ]);
+        // Cargo sets these for the test process. Build scripts (ring's, for one) declare
+        // `rerun-if-env-changed` on some of them, so passing them on would make this build and
+        // the next `cargo test` each think the other's artifacts are stale and rebuild.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_BIN_EXE_")
+                || matches!(
+                    &*k,
+                    "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+                )
+            {
+                cargo.env_remove(&key);
+            }
+        }
+        let out = cargo.output().expect("run cargo");
+        assert!(
+            out.status.success(),
+            "cargo build --example embed failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "embed")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the embed executable")
+    })
+}
+
+fn start(up: &DemoServer, tokens: &[&TestToken]) -> GateProc {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("tokens.yaml"), common::token_file(tokens)).expect("tokens");
+    GateProc::start_program(embed_binary(), dir, GateOpts::new(&up.base_url()))
+}
+
+#[test]
+fn the_embedded_gate_passes_a_valid_token_and_adds_the_operators_header() {
+    let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let t = TestToken::new("tok_embed");
+    let proxy = start(&up, &[&t]);
+    let r = proxy.call("GET", "/scim/v2/Users", Some(&t.plaintext), None);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), proxy.log());
+    assert_eq!(
+        r.header("x-embedded-by"),
+        Some("example"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.json()["totalResults"], 0);
+    // Forwarded by the gate's rules: canonical path, identity headers, no IdP token.
+    let seen = up.dir.received();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v2/Users");
+    assert_eq!(seen[0].header("x-scim-tenant"), Some("acme"));
+    assert_eq!(seen[0].header("x-scim-token-id"), Some("tok_embed"));
+    assert_eq!(seen[0].header("authorization"), None);
+    // The operator's request_filter saw the decision with the token's identity.
+    assert!(
+        proxy
+            .log()
+            .contains("forwarding for tenant acme (token tok_embed)"),
+        "{}",
+        proxy.log()
+    );
+
+    // A write goes through the gate's body path and comes back with public locations.
+    let body =
+        r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"emb@acme.com"}"#;
+    let r = proxy.call("POST", "/scim/v2/Users", Some(&t.plaintext), Some(body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("x-embedded-by"), Some("example"));
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://127.0.0.1:{}/scim/v2/Users/{id}", proxy.port).as_str())
+    );
+    assert_eq!(
+        up.dir.received().last().map(|r| r.body.clone()),
+        Some(body.as_bytes().to_vec())
+    );
+}
+
+#[test]
+fn the_embedded_gate_refuses_a_missing_or_unknown_token() {
+    let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let t = TestToken::new("tok_embed");
+    let proxy = start(&up, &[&t]);
+    let r = proxy.call("GET", "/scim/v2/Users", None, None);
+    assert_scim_error(&r, 401, None);
+    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"scim\""));
+    let other = TestToken::new("tok_other");
+    let r = proxy.call("GET", "/scim/v2/Users", Some(&other.plaintext), None);
+    assert_scim_error(&r, 401, None);
+    let r = proxy.call("GET", "/scim/v2/Users/../Groups", Some(&t.plaintext), None);
+    assert_scim_error(&r, 400, Some("invalidPath"));
+    assert!(up.dir.received().is_empty(), "{:?}", up.dir.received());
+}
+
+#[test]
+fn the_embedded_gate_reports_upstream_failures_as_scim_errors() {
+    let url = format!("http://127.0.0.1:{}/v2", common::free_port());
+    let t = TestToken::new("tok_embed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("tokens.yaml"), common::token_file(&[&t])).expect("tokens");
+    let proxy = GateProc::start_program(embed_binary(), dir, GateOpts::new(&url));
+    let r = proxy.call("GET", "/scim/v2/Users", Some(&t.plaintext), None);
+    assert_scim_error(&r, 502, None);
+}
