@@ -9,6 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$("$ROOT/scripts/ensure-deps.sh" | tail -n 1)"
 cd "$ROOT"
+export PYTHONDONTWRITEBYTECODE=1
 export SCIM_GATE_BIN="${SCIM_GATE_BIN:-$ROOT/target/debug/scim-gate}"
 set +e
 timeout --kill-after=30 1200 "$PY" -m pytest -s -v -p no:cacheprovider "$ROOT/tests/e2e/run_e2e.py" "$@"

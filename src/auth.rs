@@ -150,7 +150,7 @@ mod tests {
             b"  Bearer\tgood-token",
         ] {
             let info = authenticate(&headers(&[v]), &s).expect("valid");
-            assert_eq!(&*info.id, "tok_1");
+            assert_eq!(info.id(), "tok_1");
         }
     }
 

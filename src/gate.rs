@@ -106,10 +106,10 @@ pub struct GateCtx {
 
 impl GateCtx {
     pub fn tenant(&self) -> Option<&str> {
-        self.token.as_ref().map(|t| &*t.tenant)
+        self.token.as_ref().map(|t| t.tenant())
     }
     pub fn token_id(&self) -> Option<&str> {
-        self.token.as_ref().map(|t| &*t.id)
+        self.token.as_ref().map(|t| t.id())
     }
 }
 
@@ -172,11 +172,14 @@ impl Gate {
 
     async fn admit(&self, session: &mut Session, ctx: &mut GateCtx) -> Result<(), ScimError> {
         let req = session.req_header();
-        let route = match_route(req.uri.path(), &self.base_path)?;
-        ctx.route = Some(route.clone());
+        // The token is checked before the route is judged, so a caller without a valid token
+        // learns nothing about which paths exist (401 everywhere, never 404 or 400).
+        let route = match_route(req.uri.path(), &self.base_path);
+        ctx.route = route.as_ref().ok().cloned();
         let token = auth::authenticate(&req.headers, &self.tokens)
             .inspect_err(|_| ctx.outcome = Outcome::Unauthorized)?;
         ctx.token = Some(token);
+        let route = route?;
         let method = req.method.clone();
         if !route.allows(&method) {
             return Err(ScimError::new(
@@ -262,16 +265,16 @@ impl Gate {
 
     /// Runs the SCIM checks of SPEC §5 on a whole body; returns the bytes to forward.
     async fn check(&self, route: &Route, body: Bytes, ctx: &GateCtx) -> Result<Bytes, ScimError> {
-        let (tenant, token_id, domains) = match &ctx.token {
-            Some(t) => (t.tenant.clone(), t.id.clone(), t.domains.clone()),
-            None => return Err(ScimError::new(401, None, "not authenticated")),
+        let Some(token) = ctx.token.clone() else {
+            return Err(ScimError::new(401, None, "not authenticated"));
         };
+        let (tenant, token_id, domains) = (token.tenant(), token.id(), token.domains());
         let prepared = match route {
             Route::Search(_) => {
                 self.policy.check_search(&body).map_err(reject)?;
                 return Ok(body);
             }
-            Route::Bulk => self.policy.prepare_bulk(&body, &domains),
+            Route::Bulk => self.policy.prepare_bulk(&body, domains),
             Route::Collection(resource) | Route::Item(resource, _) => {
                 let (method, id) = match route {
                     Route::Item(_, id) => (
@@ -285,7 +288,7 @@ impl Gate {
                     method,
                     id,
                     body: &body,
-                    domains: &domains,
+                    domains,
                 })
             }
             _ => return Ok(body),
@@ -294,7 +297,7 @@ impl Gate {
         let mut current = std::collections::HashMap::new();
         for (resource, id) in prepared.needs() {
             let suffix = Route::Item(*resource, id.clone()).upstream_suffix();
-            match self.upstream.get_json(&suffix, &tenant, &token_id).await {
+            match self.upstream.get_json(&suffix, tenant, token_id).await {
                 Ok(Some(v)) => {
                     current.insert((*resource, id.clone()), v);
                 }
@@ -349,7 +352,7 @@ impl Gate {
             .parse::<http::Uri>()
             .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
         req.set_uri(uri);
-        self.upstream.set_headers(req, &token.tenant, &token.id)?;
+        self.upstream.set_headers(req, token.tenant(), token.id())?;
         req.remove_header(&http::header::EXPECT);
         if let BodyMode::Replay(body) = &ctx.body {
             req.remove_header(&http::header::TRANSFER_ENCODING);

@@ -546,6 +546,11 @@ impl<'p> Cx<'p> {
         };
         let mut drop = Vec::new();
         for (k, av) in obj.iter_mut() {
+            if k.eq_ignore_ascii_case("schemas") {
+                // A repeated `schemas` inside the extension object (scim2-client sends one)
+                // names no attribute; upstreams ignore it.
+                continue;
+            }
             let name = format!("{urn}:{k}");
             if !ext.allows(k) {
                 return Err(Rejection::extension(format!(
@@ -995,6 +1000,11 @@ impl<'p> Cx<'p> {
             )));
         };
         for (k, sv) in obj.iter_mut() {
+            if k.eq_ignore_ascii_case("schemas") {
+                // scim2-client and others repeat the URN inside the extension object; it names
+                // no attribute and changes nothing.
+                continue;
+            }
             let name = format!("{raw}:{k}");
             let (attr, sub) = split_attr_sub(k).ok_or_else(|| {
                 Rejection::path(format!("{loc}: '{name}' is not a valid attribute path"))

@@ -8,6 +8,7 @@
 
 pub mod file;
 pub mod secret;
+mod set;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -21,93 +22,7 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::metrics;
 pub use file::{Idp, Status, TokenFileError, TokenRecord};
 use secret::NewToken;
-
-/// What the proxy needs to know about a token that passed. Cheap to clone (shared strings).
-#[derive(Debug, Clone)]
-pub struct TokenInfo {
-    pub id: Arc<str>,
-    pub tenant: Arc<str>,
-    pub idp: Idp,
-    pub domains: Arc<[String]>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    info: TokenInfo,
-    active: bool,
-    /// Unix milliseconds; checked per request so a token dies at its expiry without any event.
-    /// (Whole seconds would end a token up to a second before its `expires_at`.)
-    expires_at: Option<i64>,
-}
-
-/// The answer of a lookup. Inactive and expired tokens are told apart so the 401's detail can
-/// say which (SPEC §4) — naming the state, never the token.
-#[derive(Debug, Clone)]
-pub enum Lookup {
-    Valid(TokenInfo),
-    Unknown,
-    Inactive,
-    Expired,
-}
-
-/// An immutable snapshot: the file's records plus the hash index built from them.
-#[derive(Debug, Default)]
-pub struct TokenSet {
-    by_hash: HashMap<[u8; 32], Entry>,
-    records: Vec<TokenRecord>,
-}
-
-impl TokenSet {
-    /// Builds the index; `records` must already be validated by [`file::validate`].
-    fn build(records: Vec<TokenRecord>) -> TokenSet {
-        let mut by_hash = HashMap::with_capacity(records.len());
-        for r in &records {
-            let Some(hash) = secret::from_hex(&r.sha256) else {
-                continue;
-            };
-            let info = TokenInfo {
-                id: Arc::from(r.id.as_str()),
-                tenant: Arc::from(r.tenant.as_str()),
-                idp: r.idp,
-                domains: Arc::from(r.domains.clone()),
-            };
-            by_hash.insert(
-                hash,
-                Entry {
-                    info,
-                    active: r.status == Status::Active,
-                    expires_at: r.expires_at.map(|t| t.timestamp_millis()),
-                },
-            );
-        }
-        TokenSet { by_hash, records }
-    }
-
-    /// Hash-then-lookup. The map compares digests, not secrets, so how long a comparison takes
-    /// tells an attacker only about a SHA-256 value they cannot choose a preimage for.
-    /// `now_ms` is the current Unix time in milliseconds.
-    pub fn lookup(&self, presented: &[u8], now_ms: i64) -> Lookup {
-        let digest = secret::sha256(presented);
-        match self.by_hash.get(&digest) {
-            None => Lookup::Unknown,
-            Some(e) if !e.active => Lookup::Inactive,
-            Some(e) if e.expires_at.is_some_and(|t| t <= now_ms) => Lookup::Expired,
-            Some(e) => Lookup::Valid(e.info.clone()),
-        }
-    }
-
-    pub fn records(&self) -> &[TokenRecord] {
-        &self.records
-    }
-
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-}
+pub use set::{Lookup, TokenInfo, TokenSet};
 
 /// Why an admin change was refused. Each maps to one HTTP status in the admin API.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +49,9 @@ pub enum StoreError {
 /// watcher event caused by the gate's own write is recognised and not applied twice.
 struct WriterState {
     last_bytes: Option<Vec<u8>>,
+    /// The bytes of the last invalid file, so one bad edit is logged and counted once, not on
+    /// every poll or watcher event until it is fixed.
+    last_failed: Option<Vec<u8>>,
 }
 
 /// The live token set plus everything needed to change it safely.
@@ -182,11 +100,12 @@ impl TokenStore {
             Err(e) => return Err(TokenFileError::Io(file.display().to_string(), e)),
         };
         let store = TokenStore {
-            current: ArcSwap::from_pointee(TokenSet::build(records)),
+            current: ArcSwap::from_pointee(TokenSet::build(&records)),
             file: file.to_path_buf(),
             max_per_idp,
             writer: Mutex::new(WriterState {
                 last_bytes: Some(bytes),
+                last_failed: None,
             }),
             audit,
         };
@@ -201,10 +120,13 @@ impl TokenStore {
     ) -> Result<TokenStore, TokenFileError> {
         file::validate(&records, max_per_idp)?;
         Ok(TokenStore {
-            current: ArcSwap::from_pointee(TokenSet::build(records)),
+            current: ArcSwap::from_pointee(TokenSet::build(&records)),
             file: PathBuf::new(),
             max_per_idp,
-            writer: Mutex::new(WriterState { last_bytes: None }),
+            writer: Mutex::new(WriterState {
+                last_bytes: None,
+                last_failed: None,
+            }),
             audit: None,
         })
     }
@@ -237,7 +159,7 @@ impl TokenStore {
             Ok(b) => b,
             Err(e) => {
                 let err = TokenFileError::Io(self.file.display().to_string(), e);
-                return Err(self.reload_failed(err));
+                return Err(self.reload_failed(w, None, err));
             }
         };
         if w.last_bytes.as_deref() == Some(bytes.as_slice()) {
@@ -247,11 +169,15 @@ impl TokenStore {
         // An editor that truncates and rewrites in place can be caught between the two; an
         // empty file never removes every token (`tokens: []` says so explicitly).
         if !old.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(self.reload_failed(TokenFileError::Empty));
+            return Err(self.reload_failed(w, Some(bytes), TokenFileError::Empty));
         }
-        let records = file::parse(&bytes, self.max_per_idp).map_err(|e| self.reload_failed(e))?;
-        let changes = diff(old.records(), &records);
-        self.current.store(Arc::new(TokenSet::build(records)));
+        let records = match file::parse(&bytes, self.max_per_idp) {
+            Ok(r) => r,
+            Err(e) => return Err(self.reload_failed(w, Some(bytes), e)),
+        };
+        w.last_failed = None;
+        let changes = diff(&old.records(), &records);
+        self.current.store(Arc::new(TokenSet::build(&records)));
         w.last_bytes = Some(bytes);
         metrics::TOKEN_RELOADS.with_label_values(&["ok"]).inc();
         self.publish_metrics();
@@ -266,12 +192,23 @@ impl TokenStore {
         Ok(true)
     }
 
-    fn reload_failed(&self, e: TokenFileError) -> TokenFileError {
-        metrics::TOKEN_RELOADS.with_label_values(&["error"]).inc();
-        log::error!(
-            "token file {} not reloaded, previous tokens stay in force: {e}",
-            self.file.display()
-        );
+    /// Logs and counts a failed reload once per distinct bad file content.
+    fn reload_failed(
+        &self,
+        w: &mut WriterState,
+        bytes: Option<Vec<u8>>,
+        e: TokenFileError,
+    ) -> TokenFileError {
+        if bytes.is_none() || w.last_failed != bytes {
+            metrics::TOKEN_RELOADS.with_label_values(&["error"]).inc();
+            log::error!(
+                "token file {} not reloaded, previous tokens stay in force: {e}",
+                self.file.display()
+            );
+        }
+        if bytes.is_some() {
+            w.last_failed = bytes;
+        }
         e
     }
 
@@ -287,7 +224,7 @@ impl TokenStore {
                 .map_err(StoreError::FileInvalid)?;
         }
         let old = self.current.load_full();
-        let mut records = old.records().to_vec();
+        let mut records = old.records();
         let (changed, event) = self.edit(&mut records, change)?;
         file::validate(&records, self.max_per_idp)
             .map_err(|e| StoreError::BadRequest(e.to_string()))?;
@@ -316,7 +253,7 @@ impl TokenStore {
             }
             w.last_bytes = Some(bytes);
         }
-        self.current.store(Arc::new(TokenSet::build(records)));
+        self.current.store(Arc::new(TokenSet::build(&records)));
         self.publish_metrics();
         Ok(changed)
     }
@@ -416,25 +353,27 @@ impl TokenStore {
     }
 
     /// Emits `token.expired` for tokens whose expiry passed in `(since, now]`, and refreshes the
-    /// gauges. Called about once a second by the server; lookups do not depend on it.
+    /// gauges. Called twice a second by the watcher; lookups do not depend on it.
     pub fn announce_expired(&self, since: DateTime<Utc>, now: DateTime<Utc>) {
         let set = self.current.load();
-        for r in set.records() {
-            if let Some(t) = r.expires_at {
-                if t > since && t <= now {
-                    log::info!("token {} ({} / {}) expired", r.id, r.tenant, r.idp.as_str());
-                    if let Some(audit) = &self.audit {
-                        let mut ev = AuditEvent::new("token.expired");
-                        ev.token_id = Some(r.id.clone());
-                        ev.tenant = Some(r.tenant.clone());
-                        ev.idp = Some(r.idp.as_str().to_string());
-                        if let Err(e) = audit.append(&ev) {
-                            log::error!("{e}");
-                        }
+        let mut any = false;
+        for (id, tenant, idp, _, expires) in set.summaries() {
+            if expires.is_some_and(|t| t > since && t <= now) {
+                any = true;
+                log::info!("token {id} ({tenant} / {}) expired", idp.as_str());
+                if let Some(audit) = &self.audit {
+                    let mut ev = AuditEvent::new("token.expired");
+                    ev.token_id = Some(id.to_string());
+                    ev.tenant = Some(tenant.to_string());
+                    ev.idp = Some(idp.as_str().to_string());
+                    if let Err(e) = audit.append(&ev) {
+                        log::error!("{e}");
                     }
-                    self.publish_metrics();
                 }
             }
+        }
+        if any {
+            self.publish_metrics();
         }
     }
 
@@ -444,15 +383,15 @@ impl TokenStore {
         let now = Utc::now();
         let (mut active, mut inactive, mut expired) = (0i64, 0i64, 0i64);
         metrics::TOKEN_EXPIRY.reset();
-        for r in set.records() {
-            match (r.status, r.expires_at) {
+        for (id, _, _, status, expires) in set.summaries() {
+            match (status, expires) {
                 (Status::Inactive, _) => inactive += 1,
                 (_, Some(t)) if t <= now => expired += 1,
                 _ => active += 1,
             }
-            if let Some(t) = r.expires_at {
+            if let Some(t) = expires {
                 metrics::TOKEN_EXPIRY
-                    .with_label_values(&[&r.id])
+                    .with_label_values(&[id])
                     .set(t.timestamp() as f64);
             }
         }
@@ -529,7 +468,7 @@ mod tests {
         )
         .expect("valid");
         assert!(
-            matches!(store.lookup(b"a"), Lookup::Valid(i) if &*i.id == "tok_a" && &*i.tenant == "acme")
+            matches!(store.lookup(b"a"), Lookup::Valid(i) if i.id() == "tok_a" && i.tenant() == "acme")
         );
         assert!(matches!(store.lookup(b"zzz"), Lookup::Unknown));
         assert!(matches!(store.lookup(b"b"), Lookup::Inactive));

@@ -30,9 +30,15 @@ pub fn spawn(store: Arc<TokenStore>) -> std::io::Result<()> {
         _ => PathBuf::from("."),
     };
     let (tx, rx) = mpsc::channel::<()>();
+    let name = file
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = tx.send(());
+        if let Ok(event) = res {
+            if concerns(&event, &name) {
+                let _ = tx.send(());
+            }
         }
     })
     .map_err(std::io::Error::other)?;
@@ -46,6 +52,19 @@ pub fn spawn(store: Arc<TokenStore>) -> std::io::Result<()> {
             run(&store, &file, &rx);
         })?;
     Ok(())
+}
+
+/// Whether a folder event can have changed the token file: a write, create, rename or removal
+/// of the file itself, or of a `..`-prefixed entry (Kubernetes' `..data` symlink swap). Reads
+/// are ignored — the gate's own reload opens the file, and reacting to that would loop.
+fn concerns(event: &notify::Event, name: &std::ffi::OsStr) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|p| {
+        p.file_name()
+            .is_some_and(|n| n == name || n.to_string_lossy().starts_with(".."))
+    })
 }
 
 fn signature(file: &Path) -> Option<(u64, u64, i64, i64)> {

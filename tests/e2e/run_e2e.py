@@ -26,9 +26,10 @@ How results are compared
 * skipped = SKIPPED.
 
 A check is identified by ``(resource_type, title, subject)``: ``title`` is the checker function's
-name (``object_creation``, ``check_add_attribute``…), ``subject`` is the first single-quoted token
-of its ``reason`` (the PATCH checkers return one result per attribute and quote it there), else the
-ordinal of the result among the results of the same ``(resource_type, title)``.
+name (``object_creation``, ``check_add_attribute``…), ``subject`` is, for the PATCH checkers
+(``check_*``, one result per attribute, quoted first in their reason whether they pass or fail),
+the first single-quoted token of the ``reason``, and for the others the ordinal of the result
+among the results of the same ``(resource_type, title)``.
 "Passes directly but fails through the gate" = passed directly, and failed or absent through
 the gate.
 
@@ -51,6 +52,23 @@ directly from scim2-server. Discovery/misc checks (``discovery``, ``misc`` tags)
 not asserted on (some of them only expect *an* error); instead the test asserts directly that
 the gate answers 401 with ``WWW-Authenticate`` and that not one request reached the upstream
 during the whole wrong-token run.
+
+The tests
+---------
+* ``test_conformance_direct``: the baseline (scim2-tester → scim2-server).
+* ``test_conformance_through_gate``: nothing that passes directly fails through the gate; on
+  failure it also lists every request the gate itself refused (request body and response).
+* ``test_policy_differences_are_gate_rejections``: see above.
+* ``test_wrong_token_reads_and_writes_nothing``: see below.
+* ``test_upstream_sees_gate_credentials_not_the_idp_token``: SPEC §4 header rewriting, seen
+  from scim2-server's ``--debug`` dump (IdP token absent, X-Scim-Tenant/X-Scim-Token-Id set).
+* ``test_no_plaintext_token_leak``: the plaintext token is in none of the gate's stdout/stderr
+  (run at RUST_LOG=debug), the token file, the audit file, /metrics, any file of the gate's dir.
+* ``test_upstream_credential_not_in_gate_log``: the UPSTREAM_AUTH value is not logged either.
+* ``test_token_file_hot_reload``: SPEC §3 hot reload; an invalid edit is counted once, not per
+  watcher wake-up.
+* ``test_location_rewritten_to_public_url``: SPEC §4 Location / meta.location rewriting.
+* ``test_nice_to_have_900KiB_group_patch``: below.
 
 Nice-to-have
 ------------
@@ -160,10 +178,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_client(base_url: str, token: str | None) -> httpx2.Client:
+def http_client(base_url: str, token: str | None, record: list | None = None) -> httpx2.Client:
+    """An httpx2 client for one SCIM root. With ``record``, every exchange is appended to it as
+    ``(method, url, request body, status, response headers, response body)``."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    hooks = {}
+    if record is not None:
+
+        def on_response(response):
+            response.read()
+            req = response.request
+            record.append((
+                req.method, str(req.url), req.content.decode(errors="replace"),
+                response.status_code, dict(response.headers), response.text,
+            ))
+
+        hooks = {"response": [on_response]}
     # trust_env=False: never route loopback traffic through an environment proxy.
-    return httpx2.Client(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT, trust_env=False)
+    return httpx2.Client(base_url=base_url, headers=headers, timeout=HTTP_TIMEOUT, trust_env=False,
+                         event_hooks=hooks)
+
+
+def gate_made(exchange) -> bool:
+    """Whether a response was produced by the gate itself (scim2-server's carry its
+    ``Server: WSGIServer/…`` header)."""
+    return "wsgiserver" not in exchange[4].get("server", "").lower()
 
 
 def wait_until(what: str, probe, timeout: float, proc: "Proc | None" = None) -> Any:
@@ -271,14 +310,17 @@ signal.signal(signal.SIGTERM, _on_sigterm)
 class Run:
     """One check_server run, keyed for comparison."""
 
-    def __init__(self, label: str, results: list[CheckResult], client: SyncSCIMClient):
+    def __init__(self, label: str, results: list[CheckResult], client: SyncSCIMClient, exchanges: list):
         self.label = label
+        self.exchanges = exchanges
         self.results = results
         self.client = client
         self.by_key: dict[tuple[str, str, str], CheckResult] = {}
         ordinals: collections.Counter = collections.Counter()
         for r in results:
-            m = re.search(r"'([^']+)'", r.reason or "")
+            # Only the PATCH checkers quote their subject in both their success and failure
+            # reasons; other checkers quote things only when they fail.
+            m = re.search(r"'([^']+)'", r.reason or "") if (r.title or "").startswith("check_") else None
             if m:
                 subject = m.group(1)
             else:
@@ -306,11 +348,11 @@ class Run:
 
 
 def run_checks(label: str, base_url: str, token: str | None, provider=None) -> Run:
-    client = SyncSCIMClient(http_client(base_url, token), provider=provider) if provider else (
-        SyncSCIMClient(http_client(base_url, token))
-    )
+    exchanges: list = []
+    http = http_client(base_url, token, record=exchanges)
+    client = SyncSCIMClient(http, provider=provider) if provider else SyncSCIMClient(http)
     results = check_server(client)
-    run = Run(label, results, client)
+    run = Run(label, results, client, exchanges)
     print("\n" + run.summary(), flush=True)
     return run
 
@@ -542,6 +584,14 @@ def test_conformance_through_gate(direct_run, gate_run, gate):
             )
         print(line)
         lines.append(line)
+    rejected = [e for e in gate_run.exchanges if e[3] >= 400 and gate_made(e)]
+    if rejected:
+        print(f"requests the gate itself refused during the valid-token run: {len(rejected)}")
+        for method, url, req, status, _, resp in rejected:
+            line = f"  {method} {url}\n      request:  {short(req, 1200)}\n      response: {status} {short(resp, 600)}"
+            print(line)
+            if regressions and status not in (404, 405):
+                lines.append(line)
     for k, g in gate_run.by_key.items():
         if k not in direct_run.by_key:
             print(f"  (only through the gate) {fmt_key(k)}: {g.status.name} {short(g.reason, 300)}")
@@ -566,8 +616,15 @@ def test_policy_differences_are_gate_rejections(direct_run, gate_run):
             problems.append(f"{fmt_key(k)}: passed through the gate although {why}")
         else:
             text = f"{g.reason} {g.data!r}"
-            if "mutability" not in text and "400" not in text:
+            if "mutability" not in text.lower():
                 problems.append(f"{fmt_key(k)}: failed, but not with a 400 mutability: {short(text, 800)}")
+    # And on the wire: the gate itself answered 400 mutability to a PATCH and to a PUT of a User.
+    for method in ("PATCH", "PUT"):
+        hits = [e for e in gate_run.exchanges
+                if e[0] == method and "/Users/" in e[1] and e[3] == 400 and gate_made(e)
+                and '"mutability"' in e[5]]
+        if not hits:
+            problems.append(f"no 400 mutability from the gate to a {method} /Users/… in the gate run")
     assert not problems, "\n".join(problems)
 
 

@@ -741,3 +741,45 @@ fn large_member_patch_is_accepted_untouched() {
     let r = run(&p, Resource::Groups, WriteMethod::Patch, &body, &[], None);
     assert_eq!(r, Ok(Checked { body: None }));
 }
+
+#[test]
+fn a_schemas_key_inside_an_extension_object_is_ignored() {
+    // scim2-client repeats the URN inside the extension object, on POST and PATCH alike.
+    let p = n();
+    let body = user(json!({"schemas": [USER, ENT], ENT: {"schemas": [ENT], "department": "x"}}));
+    let r = run(
+        &p,
+        Resource::Users,
+        WriteMethod::Post,
+        body.to_string().as_bytes(),
+        &[],
+        None,
+    );
+    assert!(r.is_ok(), "{r:?}");
+    let value = json!({"schemas": [ENT], "department": "y"});
+    for op in [
+        json!({"op": "add", "path": ENT, "value": value}),
+        json!({"op": "replace", "value": {ENT: value}}),
+    ] {
+        let r = run(
+            &p,
+            Resource::Users,
+            WriteMethod::Patch,
+            &patch_body(json!([op])),
+            &[],
+            None,
+        );
+        assert!(r.is_ok(), "{op}: {r:?}");
+    }
+    // Anything else in it is still judged by the policy.
+    let op = json!({"op": "add", "path": ENT, "value": {"schemas": [ENT], "employeeNumber": "7"}});
+    let e = rejection(run(
+        &p,
+        Resource::Users,
+        WriteMethod::Patch,
+        &patch_body(json!([op])),
+        &[],
+        None,
+    ));
+    assert_eq!(e.reason, RejectReason::Extension);
+}
