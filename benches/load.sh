@@ -497,7 +497,7 @@ EOF
 fi
 
 # --- report ----------------------------------------------------------------------------------------
-VARIANT_JSON="$("$PY" - "${SELECTED[@]}" <<'EOF'
+"$PY" - "${SELECTED[@]}" >"$RES/variants.json" <<'EOF'
 import json, sys
 d = {
  "upstream": ("1", "upstream nginx, direct", "GET straight to the static nginx: the ceiling of this machine"),
@@ -509,7 +509,6 @@ d = {
 }
 print(json.dumps([{"key": k, "n": d[k][0], "label": d[k][1], "desc": d[k][2]} for k in sys.argv[1:]]))
 EOF
-)"
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 RAM="$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -526,10 +525,9 @@ json.dump({
     "upstream_workers": "$UPSTREAM_WORKERS" + (" (= nproc $(nproc))" if "$UPSTREAM_WORKERS" == "auto" else ""),
     "resource_bytes": $RESOURCE_BYTES,
     "access_log": "gate default logging (RUST_LOG=$GATE_RUST_LOG) to a file, nginx proxy access_log to a file" if "$ACCESS_LOG" == "on" else "off (gate RUST_LOG=$GATE_RUST_LOG, nginx proxy access_log off)",
-    "variants": json.loads(sys.stdin.read()),
+    "variants": json.load(open("$RES/variants.json")),
 }, open(sys.argv[1], "w"), indent=1)
 EOF
-<<<"$VARIANT_JSON"
 MD_ARG=()
 [ "$BENCH_MD" != "-" ] && MD_ARG=(--md "$BENCH_MD")
 "$PY" "$HERE/loadbench.py" report --dir "$RES" "${MD_ARG[@]+"${MD_ARG[@]}"}"

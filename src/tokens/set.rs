@@ -254,10 +254,14 @@ mod tests {
         TokenRecord {
             id: format!("tok_{i}"),
             tenant: format!("t{}", i / 4),
-            idp: if i % 2 == 0 { Idp::Okta } else { Idp::Entra },
+            idp: if i.is_multiple_of(2) {
+                Idp::Okta
+            } else {
+                Idp::Entra
+            },
             status: Status::Active,
             sha256: secret::to_hex(&secret::sha256(format!("secret-{i}").as_bytes())),
-            domains: if i % 3 == 0 {
+            domains: if i.is_multiple_of(3) {
                 vec!["acme.com".into()]
             } else {
                 vec![]
@@ -267,7 +271,7 @@ mod tests {
                 .single()
                 .unwrap_or_default(),
             refreshed_at: None,
-            expires_at: (i % 5 == 0).then(|| {
+            expires_at: i.is_multiple_of(5).then(|| {
                 Utc.timestamp_millis_opt(1_800_000_000_000)
                     .single()
                     .unwrap_or_default()
@@ -291,7 +295,7 @@ mod tests {
             }
         }
         assert!(matches!(set.lookup(b"secret-1000", 0), Lookup::Unknown));
-        assert!(matches!(TokenSet::build(&[]).find(&[0; 32]), None));
+        assert!(TokenSet::build(&[]).find(&[0; 32]).is_none());
     }
 
     #[test]
