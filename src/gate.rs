@@ -448,7 +448,8 @@ impl Gate {
             .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
         let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
         let has_body = !matches!(resp.status.as_u16(), 204 | 304);
-        if json && has_body && !encoded && self.upstream.prefix != ctx.public_prefix {
+        let spc = ctx.route == Some(Route::ServiceProviderConfig);
+        if json && has_body && !encoded && (spc || self.upstream.prefix != ctx.public_prefix) {
             ctx.rewrite_response = true;
             resp.remove_header(&http::header::CONTENT_LENGTH);
             resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
@@ -471,11 +472,16 @@ impl Gate {
         }
         if end_of_stream {
             let whole = std::mem::take(&mut ctx.response_buf);
-            *body = Some(replace_all(
+            let rewritten = replace_all(
                 &whole,
                 self.upstream.prefix.as_bytes(),
                 ctx.public_prefix.as_bytes(),
-            ));
+            );
+            *body = Some(if ctx.route == Some(Route::ServiceProviderConfig) {
+                advertise_limits(rewritten, self.max_body)
+            } else {
+                rewritten
+            });
         }
     }
 
@@ -688,6 +694,24 @@ fn fit_length(original: Bytes, checked: Bytes) -> Bytes {
     }
 }
 
+/// `/ServiceProviderConfig` answered through the gate advertises the gate's own body limit
+/// when it is lower than the upstream's, so an IdP that reads it never sends a Bulk request the
+/// gate would refuse with 413.
+fn advertise_limits(body: Bytes, max_body: usize) -> Bytes {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return body;
+    };
+    let Some(bulk) = v.get_mut("bulk").and_then(|b| b.as_object_mut()) else {
+        return body;
+    };
+    let upstream = bulk.get("maxPayloadSize").and_then(|n| n.as_u64());
+    if upstream.is_some_and(|n| n <= max_body as u64) {
+        return body;
+    }
+    bulk.insert("maxPayloadSize".into(), max_body.into());
+    serde_json::to_vec(&v).map(Bytes::from).unwrap_or(body)
+}
+
 fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Bytes {
     if from.is_empty() {
         return Bytes::copy_from_slice(haystack);
@@ -721,6 +745,21 @@ mod tests {
             &out[..],
             &b"{\"a\":\"https://gate/scim/v2/Users/1\",\"b\":\"https://gate/scim/v2/Groups/2\"}"[..]
         );
+    }
+
+    #[test]
+    fn service_provider_config_advertises_the_lower_limit() {
+        let up = Bytes::from_static(
+            br#"{"bulk":{"supported":true,"maxPayloadSize":10485760,"maxOperations":100}}"#,
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&advertise_limits(up, 1024)).expect("json");
+        assert_eq!(v["bulk"]["maxPayloadSize"], 1024);
+        assert_eq!(v["bulk"]["maxOperations"], 100);
+        let low = Bytes::from_static(br#"{"bulk":{"maxPayloadSize":512}}"#);
+        assert_eq!(advertise_limits(low.clone(), 1024), low);
+        let none = Bytes::from_static(br#"{"patch":{"supported":true}}"#);
+        assert_eq!(advertise_limits(none.clone(), 1024), none);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod demo;
 mod demo_cmd;
 pub mod error;
 pub mod gate;
+pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;
