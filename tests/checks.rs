@@ -1113,6 +1113,7 @@ fn a_900_kib_group_patch_passes_and_arrives_byte_exact() {
         &e.any,
         body.as_bytes(),
     );
+    eprintln!("DEBUG log: {}", e.gate.log());
     assert_eq!(r.status, 200, "{}", r.text());
     let w = e.only_write();
     assert_eq!(w.method, "PATCH");
@@ -1426,14 +1427,117 @@ fn zz_timing_probe() {
     let body = member_patch(LARGE, None);
     let p = scim_gate::scim::Policy::compile(&scim_gate::scim::PolicySpec::default()).unwrap();
     let t = Instant::now();
-    let prep = p.prepare(&scim_gate::scim::Request { resource: scim_gate::scim::Resource::Groups, method: scim_gate::scim::WriteMethod::Patch, id: Some("x"), body: body.as_bytes(), domains: &[] }).unwrap();
+    let prep = p
+        .prepare(&scim_gate::scim::Request {
+            resource: scim_gate::scim::Resource::Groups,
+            method: scim_gate::scim::WriteMethod::Patch,
+            id: Some("x"),
+            body: body.as_bytes(),
+            domains: &[],
+        })
+        .unwrap();
     prep.finish(&Default::default()).unwrap();
     eprintln!("PROBE check {:?}", t.elapsed());
     let d = DemoDirectory::new("/v2");
     let g = json!({"schemas": [GROUP_URN], "displayName": "E"}).to_string();
-    let r = d.handle(&DemoRequest { method: "POST".into(), path: "/v2/Groups".into(), headers: vec![], body: g.into_bytes() });
+    let r = d.handle(&DemoRequest {
+        method: "POST".into(),
+        path: "/v2/Groups".into(),
+        headers: vec![],
+        body: g.into_bytes(),
+    });
     let id = r.json()["id"].as_str().unwrap().to_string();
     let t = Instant::now();
-    let r = d.handle(&DemoRequest { method: "PATCH".into(), path: format!("/v2/Groups/{id}"), headers: vec![], body: body.into_bytes() });
+    let r = d.handle(&DemoRequest {
+        method: "PATCH".into(),
+        path: format!("/v2/Groups/{id}"),
+        headers: vec![],
+        body: body.into_bytes(),
+    });
     eprintln!("PROBE demo {:?} {}", t.elapsed(), r.status);
+}
+
+#[test]
+fn zz_probe2() {
+    let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let any = TestToken::new("tok_any");
+    let mut opts = GateOpts::new(&up.base_url());
+    opts.env = vec![("RUST_LOG".into(), "debug".into())];
+    let gate = GateProc::start(opts, &[&any]);
+    let e = Env {
+        up,
+        gate,
+        acme: TestToken::new("x"),
+        any,
+    };
+    let gid = e.seed_group();
+    let body = member_patch(LARGE, None);
+    let t = std::time::Instant::now();
+    let dir = e.up.dir.clone();
+    std::thread::spawn(move || loop {
+        if !dir.received().is_empty() {
+            eprintln!("PROBE recorded at {:?}", t.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    });
+    let r = e.req(
+        "PATCH",
+        &format!("/scim/v2/Groups/{gid}"),
+        &e.any,
+        body.as_bytes(),
+    );
+    eprintln!("PROBE {} {:?}", r.status, t.elapsed());
+    eprintln!("PROBE headers {:?}", e.up.dir.received()[0].headers);
+    std::thread::sleep(Duration::from_millis(300));
+    eprintln!("PROBELOG {}", e.gate.log());
+}
+
+#[test]
+fn zz_probe3() {
+    let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let body = member_patch(LARGE, None);
+    let g = json!({"schemas": [GROUP_URN], "displayName": "E"}).to_string();
+    let raw = format!("POST /v2/Groups HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{g}", g.len());
+    let r = send(up.addr, raw.as_bytes());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let t = std::time::Instant::now();
+    let raw = format!("PATCH /v2/Groups/{id} HTTP/1.1\r\nHost: x\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let mut st = TcpStream::connect(up.addr).unwrap();
+    st.write_all(raw.as_bytes()).unwrap();
+    let r = read_response(&mut st);
+    eprintln!("PROBE3 {} {:?} {}", r.status, t.elapsed(), r.body.len());
+}
+
+#[test]
+fn zz_probe4() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t0 = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = Vec::new();
+        let mut b = [0u8; 65536];
+        loop {
+            let n = s.read(&mut b).unwrap();
+            if n == 0 { break; }
+            buf.extend_from_slice(&b[..n]);
+            if buf.len() >= 921600 + 100 { 
+                let he = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                if buf.len() - he - 4 >= 921600 { break; }
+            }
+        }
+        eprintln!("PROBE4 upstream got {} at {:?}", buf.len(), t0.elapsed());
+        let body = "{}";
+        s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).unwrap();
+        eprintln!("PROBE4 wrote at {:?}", t0.elapsed());
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let any = TestToken::new("tok_any");
+    let gate = GateProc::start(GateOpts::new(&format!("http://{addr}/v2")), &[&any]);
+    let body = member_patch(LARGE, None);
+    let mut raw = format!("PATCH /scim/v2/Groups/abc HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {}\r\nContent-Type: {SCIM_JSON}\r\nContent-Length: {}\r\n\r\n", any.plaintext, body.len()).into_bytes();
+    raw.extend_from_slice(body.as_bytes());
+    let r = send(gate.addr(), &raw);
+    eprintln!("PROBE4 {} at {:?}", r.status, t0.elapsed());
 }
