@@ -31,8 +31,8 @@
 #   ACCESS_LOG [on] gate access log (its default, to a file) and nginx proxy access_log; off = none
 #   NGINX_REWRITE [on] nginx proxy rewrites upstream URLs in bodies (sub_filter), as the gate does
 #   VARIANTS [upstream,passthrough,passthrough_patch,gate_get,gate_patch,nginx_map]
-#   ROTATIONS [1000] · CHURN_TOKENS [100000] · CHURN_SWAPS [3] · CHURN_DURATION [15]
-#   MEMORY_TOKENS ["10 100000 1000000"] · SKIP [] comma list of: churn,rotation,memory
+#   ROTATIONS [1000] · CHURN_TOKENS [100000] · CHURN_SWAPS [3]
+#   MEMORY_TOKENS ["10 100000 1000000"] · SKIP [] comma list of: churn,rotation,memory,build
 #   BASE_PORT [18400] (uses BASE_PORT..BASE_PORT+20) · BENCH_MD [BENCHMARKS.md] ("-" = don't write)
 #   KEEP_WORKDIR [0] keep the temp folder with configs, logs and raw wrk outputs
 #
@@ -45,7 +45,7 @@ PY="${PYTHON:-python3}"
 
 # The exact command, with the knobs that were set, for the report.
 KNOBS="DURATION ROUNDS WARMUP CONNECTIONS WRK_THREADS THREADS UPSTREAM_WORKERS ACCESS_LOG
-NGINX_REWRITE VARIANTS ROTATIONS CHURN_TOKENS CHURN_SWAPS CHURN_DURATION MEMORY_TOKENS SKIP
+NGINX_REWRITE VARIANTS ROTATIONS CHURN_TOKENS CHURN_SWAPS MEMORY_TOKENS SKIP
 BASE_PORT BENCH_MD KEEP_WORKDIR"
 COMMAND=""
 for k in $KNOBS; do
@@ -67,7 +67,6 @@ VARIANTS="${VARIANTS:-upstream,passthrough,passthrough_patch,gate_get,gate_patch
 ROTATIONS="${ROTATIONS:-1000}"
 CHURN_TOKENS="${CHURN_TOKENS:-100000}"
 CHURN_SWAPS="${CHURN_SWAPS:-3}"
-CHURN_DURATION="${CHURN_DURATION:-15}"
 MEMORY_TOKENS="${MEMORY_TOKENS:-10 100000 1000000}"
 SKIP="${SKIP:-}"
 BASE_PORT="${BASE_PORT:-18400}"
@@ -112,8 +111,10 @@ command -v cmake >/dev/null 2>&1 || {
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake >/dev/null
 }
 
-log "building scim-gate and the passthrough example (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin scim-gate --example passthrough)
+if ! skipped build; then
+    log "building scim-gate and the passthrough example (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin scim-gate --example passthrough)
+fi
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 GATE_BIN="$TARGET/release/scim-gate"
 PT_BIN="$TARGET/release/examples/passthrough"
@@ -126,6 +127,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     for pid in "${PIDS[@]}"; do
+        pkill -TERM -P "$pid" 2>/dev/null || true   # a load loop's running wrk
         kill -TERM "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
@@ -246,7 +248,12 @@ wait_port "$PT_PORT" "$PT_PID" 10
 # --- (3, 4) scim-gate ---------------------------------------------------------------------------
 GDIR="$WORK/gate"
 mkdir -p "$GDIR"
-TOKFILE="$GDIR/tokens.yaml"
+# The token file gets a folder of its own, and the logs live elsewhere: the gate watches the
+# token file's *folder*, and every write to another file there (an access log!) wakes its
+# watcher (measured: ~7 % of the gate's CPU under load with gate.log beside tokens.yaml).
+LOGS="$WORK/logs"
+mkdir -p "$GDIR/tokens" "$LOGS"
+TOKFILE="$GDIR/tokens/tokens.yaml"
 "$PY" "$HERE/loadbench.py" tokens "$TOKFILE" --count 8 --prefix s
 gate_config() {   # gate_config DIR PORT METRICS_PORT
     cat >"$1/gate.yaml" <<EOF
@@ -258,7 +265,7 @@ base_path: /scim/v2
 upstream:
   url: http://127.0.0.1:$UP_PORT/v2
 tokens:
-  file: tokens.yaml
+  file: tokens/tokens.yaml
   max_per_idp: 2
 admin:
   socket: admin.sock
@@ -271,7 +278,7 @@ EOF
 GATE_RUST_LOG="${RUST_LOG:-info}"
 [ "$ACCESS_LOG" = "off" ] && GATE_RUST_LOG="info,access=off"
 gate_config "$GDIR" "$GATE_PORT" "$GATE_METRICS"
-RUST_LOG="$GATE_RUST_LOG" "$GATE_BIN" run -c "$GDIR/gate.yaml" >"$GDIR/gate.log" 2>&1 &
+RUST_LOG="$GATE_RUST_LOG" "$GATE_BIN" run -c "$GDIR/gate.yaml" >"$LOGS/gate.log" 2>&1 &
 PIDS+=($!)
 GATE_PID=$!
 wait_port "$GATE_PORT" "$GATE_PID" 30
@@ -309,6 +316,7 @@ http {
 $(nginx_http_common "$NDIR")
     # The operator's list of allowed bearer tokens, in plaintext (nginx has no SHA-256 without
     # njs/lua): the same 10 tokens the gate holds (A plus 9 others), mapped to a tenant.
+    map_hash_bucket_size 128;
     map \$http_authorization \$scim_tenant {
         default "";
         "Bearer $TOKEN_A" "bench-load";
@@ -321,9 +329,9 @@ $(for i in 1 2 3 4 5 6 7 8 9; do printf '        "Bearer scimgate_%s" "tenant-%s
     server {
         listen 127.0.0.1:$NGX_PORT backlog=4096;
         location /scim/v2/ {
+            default_type application/scim+json;
             if (\$scim_tenant = "") {
                 add_header WWW-Authenticate 'Bearer realm="scim", error="invalid_token"' always;
-                default_type application/scim+json;
                 return 401 '{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"401","detail":"the bearer token is not valid"}';
             }
             proxy_pass http://scim_upstream/v2/;
@@ -408,26 +416,38 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-# --- rotation under load ----------------------------------------------------------------------------
-if ! skipped rotation; then
-    log "rotation: $ROTATIONS refreshes of $B_ID while wrk loads the gate with $A_ID"
-    STOP="$WORK/rotation.stop"
+# The load under the churn and rotation tests: wrk against (3) in back-to-back segments of
+# LOAD_SEGMENT seconds until the test is over (wrk cannot be stopped early without losing its
+# counts), so the load covers the whole test however long it takes.
+LOAD_SEGMENT=5
+start_load_loop() {   # start_load_loop OUTPREFIX
+    LOOP_STOP="$WORK/loop.stop.$RANDOM"
     (
         i=0
-        while [ ! -e "$STOP" ] && [ $i -lt 200 ]; do
-            run_wrk gate_get 5 "$RES/rotate-wrk-$i.txt"
+        while [ ! -e "$LOOP_STOP" ] && [ $i -lt 200 ]; do
+            run_wrk gate_get "$LOAD_SEGMENT" "$1-$i.txt"
             i=$((i + 1))
         done
     ) &
     PIDS+=($!)
     LOOP_PID=$!
     sleep 1
+}
+stop_load_loop() {
+    sleep 1    # keep the load on a moment after the test, to catch late failures
+    touch "$LOOP_STOP"
+    wait "$LOOP_PID" 2>/dev/null || true
+    stop_pid "$LOOP_PID"
+}
+
+# --- rotation under load ----------------------------------------------------------------------------
+if ! skipped rotation; then
+    log "rotation: $ROTATIONS refreshes of $B_ID while wrk loads the gate with $A_ID"
+    start_load_loop "$RES/rotate-wrk"
     timeout 600 "$PY" "$HERE/loadbench.py" rotate --socket "$GDIR/admin.sock" --id "$B_ID" \
         --secret "$TOKEN_B" --gate "127.0.0.1:$GATE_PORT" --path "/scim/v2/Users/$USER_ID" \
         --count "$ROTATIONS" >"$RES/rotate.json" || log "rotation helper failed"
-    touch "$STOP"
-    wait "$LOOP_PID" 2>/dev/null || true
-    stop_pid "$LOOP_PID"
+    stop_load_loop
     "$PY" "$HERE/loadbench.py" wrk --sum "$RES"/rotate-wrk-*.txt >"$RES/rotate-wrk.json"
     log "rotation: $(cat "$RES/rotate.json") load: $(cat "$RES/rotate-wrk.json")"
 fi
@@ -440,20 +460,17 @@ if ! skipped churn; then
         --keep "$A_ID:bench-load:entra:$A_SHA" --plain "$PRELOAD"
     deadline=$((SECONDS + 60))
     until [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $PRELOAD" "$GATE_URL")" = 200 ]; do
-        [ $SECONDS -lt $deadline ] || die "the $CHURN_TOKENS-token file was not applied within 60 s (see $GDIR/gate.log)"
+        [ $SECONDS -lt $deadline ] || die "the $CHURN_TOKENS-token file was not applied within 60 s (see $LOGS/gate.log)"
         sleep 0.1
     done
-    log "churn: $CHURN_SWAPS replacements while wrk loads the gate for ${CHURN_DURATION}s"
-    run_wrk gate_get "$CHURN_DURATION" "$RES/churn-wrk-0.txt" &
-    PIDS+=($!)
-    CHURN_WRK_PID=$!
-    "$PY" "$HERE/loadbench.py" churn --file "$TOKFILE" --gate "127.0.0.1:$GATE_PORT" \
+    log "churn: $CHURN_SWAPS replacements of the $CHURN_TOKENS-token file while wrk loads the gate"
+    start_load_loop "$RES/churn-wrk"
+    timeout 900 "$PY" "$HERE/loadbench.py" churn --file "$TOKFILE" --gate "127.0.0.1:$GATE_PORT" \
         --path "/scim/v2/Users/$USER_ID" --count "$CHURN_TOKENS" --keep "$A_ID:bench-load:entra:$A_SHA" \
-        --swaps "$CHURN_SWAPS" --delay 2 --interval 1 --window $((CHURN_DURATION - 3)) \
-        --log "$GDIR/gate.log" >"$RES/churn.json" || log "churn helper failed"
-    wait "$CHURN_WRK_PID" || true
-    stop_pid "$CHURN_WRK_PID"
-    "$PY" "$HERE/loadbench.py" wrk --sum "$RES/churn-wrk-0.txt" >"$RES/churn-wrk.json"
+        --swaps "$CHURN_SWAPS" --delay 2 --interval 2 --timeout 30 \
+        --log "$LOGS/gate.log" >"$RES/churn.json" || log "churn helper failed"
+    stop_load_loop
+    "$PY" "$HERE/loadbench.py" wrk --sum "$RES"/churn-wrk-*.txt >"$RES/churn-wrk.json"
     log "churn: $(cat "$RES/churn.json") load: $(cat "$RES/churn-wrk.json")"
 fi
 
@@ -468,11 +485,11 @@ if ! skipped memory; then
     k=0
     for count in $MEMORY_TOKENS; do
         MDIR="$WORK/mem-$count"
-        mkdir -p "$MDIR"
-        "$PY" "$HERE/loadbench.py" tokens "$MDIR/tokens.yaml" --count "$count" --prefix m
+        mkdir -p "$MDIR/tokens"
+        "$PY" "$HERE/loadbench.py" tokens "$MDIR/tokens/tokens.yaml" --count "$count" --prefix m
         gate_config "$MDIR" $((MEM_PORT + 2 * k)) $((MEM_PORT + 2 * k + 1))
         t0=$(date +%s.%N)
-        RUST_LOG="$GATE_RUST_LOG" "$GATE_BIN" run -c "$MDIR/gate.yaml" >"$MDIR/gate.log" 2>&1 &
+        RUST_LOG="$GATE_RUST_LOG" "$GATE_BIN" run -c "$MDIR/gate.yaml" >"$LOGS/gate-mem-$count.log" 2>&1 &
         PIDS+=($!)
         MPID=$!
         wait_port $((MEM_PORT + 2 * k)) "$MPID" 300
@@ -480,7 +497,7 @@ if ! skipped memory; then
         # One request through, so the figure includes a worker that has served.
         curl -s -o /dev/null "http://127.0.0.1:$((MEM_PORT + 2 * k))/scim/v2/Users/$USER_ID" || true
         "$PY" "$HERE/loadbench.py" rss "$MPID" --settle 3 --timeout 60 >"$MDIR/rss.json"
-        "$PY" - "$RES/memory.json" "$count" "$MDIR/rss.json" "$MDIR/tokens.yaml" "$t0" "$t1" <<'EOF'
+        "$PY" - "$RES/memory.json" "$count" "$MDIR/rss.json" "$MDIR/tokens/tokens.yaml" "$t0" "$t1" <<'EOF'
 import json, os, sys
 path, count, rss, tok, t0, t1 = sys.argv[1:]
 m = json.load(open(path))
@@ -492,7 +509,7 @@ json.dump(m, open(path, "w"))
 EOF
         log "memory: $count tokens: $(cat "$MDIR/rss.json"), start-up $(awk "BEGIN{printf \"%.1f\", $t1-$t0}") s"
         stop_pid "$MPID"
-        rm -f "$MDIR/tokens.yaml"
+        rm -f "$MDIR/tokens/tokens.yaml"
         k=$((k + 1))
     done
 fi

@@ -40,15 +40,38 @@ fn store(n: usize) -> (TokenStore, Vec<String>) {
     )
 }
 
+/// Three query patterns per set size:
+/// * `hot`: the same 8 tokens again and again among `n` loaded — what a gate sees (a handful of
+///   IdPs), and the case the "flat from 10 to 1 000 000" goal is about;
+/// * `cold`: a different random token each time — the worst case, where every lookup misses the
+///   CPU caches once the set is larger than them;
+/// * `unknown`: a token that is not loaded (an attacker's guess).
 fn lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("token_lookup");
     for n in [10usize, 100_000, 1_000_000] {
         let (store, plain) = store(n);
+        // Fixed-size, contiguous queries so the harness adds one cache line per lookup at most.
+        let queries: Vec<[u8; 20]> = plain
+            .iter()
+            .map(|p| {
+                let mut q = [0u8; 20];
+                q.copy_from_slice(p.as_bytes());
+                q
+            })
+            .collect();
         let mut i = 0usize;
-        group.bench_with_input(BenchmarkId::new("valid", n), &n, |b, _| {
+        group.bench_with_input(BenchmarkId::new("hot", n), &n, |b, _| {
             b.iter(|| {
-                i = (i + 7919) % plain.len();
-                let hit = store.lookup(black_box(plain[i].as_bytes()));
+                i = (i + 1) % 8.min(queries.len());
+                let hit = store.lookup(black_box(&queries[i * queries.len() / 8][..]));
+                assert!(matches!(hit, Lookup::Valid(_)));
+            })
+        });
+        let mut i = 0usize;
+        group.bench_with_input(BenchmarkId::new("cold", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 7919) % queries.len();
+                let hit = store.lookup(black_box(&queries[i][..]));
                 assert!(matches!(hit, Lookup::Valid(_)));
             })
         });

@@ -1284,6 +1284,21 @@ fn compare_one(
     if nb == canon(def, c, excl) {
         return Ok(());
     }
+    // A single-valued complex attribute (`name`) whose updatable sub-attributes were excluded:
+    // name the sub-attribute that changed (`name.middleName`), not the whole attribute, whose
+    // other sub-attributes (`name.givenName`) may well be updatable.
+    if let Some(d) = def.filter(|d| !d.multi && !d.subs.is_empty()) {
+        fn sub_of<'v>(v: Option<&'v Value>, s: &AttrDef) -> Option<&'v Value> {
+            v.and_then(Value::as_object).and_then(|o| get_ci(o, s.name))
+        }
+        for s in d.subs {
+            if s.read_only() || excl.iter().any(|e| e.eq_ignore_ascii_case(s.name)) {
+                continue;
+            }
+            let path = format!("{name}.{}", s.name);
+            compare_one(Some(s), sub_of(b, s), sub_of(c, s), &[], &path)?;
+        }
+    }
     let verb = if nb.is_null() { "drops" } else { "changes" };
     Err(Rejection::mutability(format!(
         "'{name}' is not updatable and this PUT {verb} it"

@@ -45,19 +45,22 @@ pub enum StoreError {
     Persist(String),
 }
 
-/// What the writer lock guards: the bytes of the file as the gate last read or wrote them, so a
-/// watcher event caused by the gate's own write is recognised and not applied twice.
+/// What the writer lock guards: the SHA-256 of the file as the gate last read or wrote it, so
+/// a watcher event caused by the gate's own write is recognised and not applied twice. (A
+/// digest, not the bytes: a million-token file is 230 MB.)
 struct WriterState {
-    last_bytes: Option<Vec<u8>>,
-    /// The bytes of the last invalid file, so one bad edit is logged and counted once, not on
+    last_digest: Option<[u8; 32]>,
+    /// The digest of the last invalid file, so one bad edit is logged and counted once, not on
     /// every poll or watcher event until it is fixed.
-    last_failed: Option<Vec<u8>>,
+    last_failed: Option<[u8; 32]>,
 }
 
 /// The live token set plus everything needed to change it safely.
 pub struct TokenStore {
     current: ArcSwap<TokenSet>,
     file: PathBuf,
+    /// False for an in-memory store (tests, embedding without a file).
+    file_backed: bool,
     max_per_idp: usize,
     writer: Mutex<WriterState>,
     audit: Option<Arc<AuditLog>>,
@@ -99,12 +102,18 @@ impl TokenStore {
             }
             Err(e) => return Err(TokenFileError::Io(file.display().to_string(), e)),
         };
+        let set = TokenSet::build(&records);
+        let digest = secret::sha256(&bytes);
+        let count = records.len();
+        drop((records, bytes));
+        release_freed_memory(count);
         let store = TokenStore {
-            current: ArcSwap::from_pointee(TokenSet::build(&records)),
+            current: ArcSwap::from_pointee(set),
             file: file.to_path_buf(),
+            file_backed: true,
             max_per_idp,
             writer: Mutex::new(WriterState {
-                last_bytes: Some(bytes),
+                last_digest: Some(digest),
                 last_failed: None,
             }),
             audit,
@@ -122,9 +131,10 @@ impl TokenStore {
         Ok(TokenStore {
             current: ArcSwap::from_pointee(TokenSet::build(&records)),
             file: PathBuf::new(),
+            file_backed: false,
             max_per_idp,
             writer: Mutex::new(WriterState {
-                last_bytes: None,
+                last_digest: None,
                 last_failed: None,
             }),
             audit: None,
@@ -162,23 +172,27 @@ impl TokenStore {
                 return Err(self.reload_failed(w, None, err));
             }
         };
-        if w.last_bytes.as_deref() == Some(bytes.as_slice()) {
+        let digest = secret::sha256(&bytes);
+        if w.last_digest == Some(digest) {
             return Ok(false);
         }
         let old = self.current.load_full();
         // An editor that truncates and rewrites in place can be caught between the two; an
         // empty file never removes every token (`tokens: []` says so explicitly).
         if !old.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(self.reload_failed(w, Some(bytes), TokenFileError::Empty));
+            return Err(self.reload_failed(w, Some(digest), TokenFileError::Empty));
         }
         let records = match file::parse(&bytes, self.max_per_idp) {
             Ok(r) => r,
-            Err(e) => return Err(self.reload_failed(w, Some(bytes), e)),
+            Err(e) => return Err(self.reload_failed(w, Some(digest), e)),
         };
+        drop(bytes);
         w.last_failed = None;
         let changes = diff(&old.records(), &records);
         self.current.store(Arc::new(TokenSet::build(&records)));
-        w.last_bytes = Some(bytes);
+        w.last_digest = Some(digest);
+        drop(old);
+        release_freed_memory(records.len());
         metrics::TOKEN_RELOADS.with_label_values(&["ok"]).inc();
         self.publish_metrics();
         log::info!("token file {} reloaded: {}", self.file.display(), changes);
@@ -196,18 +210,18 @@ impl TokenStore {
     fn reload_failed(
         &self,
         w: &mut WriterState,
-        bytes: Option<Vec<u8>>,
+        digest: Option<[u8; 32]>,
         e: TokenFileError,
     ) -> TokenFileError {
-        if bytes.is_none() || w.last_failed != bytes {
+        if digest.is_none() || w.last_failed != digest {
             metrics::TOKEN_RELOADS.with_label_values(&["error"]).inc();
             log::error!(
                 "token file {} not reloaded, previous tokens stay in force: {e}",
                 self.file.display()
             );
         }
-        if bytes.is_some() {
-            w.last_failed = bytes;
+        if digest.is_some() {
+            w.last_failed = digest;
         }
         e
     }
@@ -219,7 +233,7 @@ impl TokenStore {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         // An operator's hand edit that the watcher has not picked up yet must not be
         // overwritten: take it in first (or refuse while the file is broken).
-        if w.last_bytes.is_some() {
+        if self.file_backed {
             self.reload_locked(&mut w)
                 .map_err(StoreError::FileInvalid)?;
         }
@@ -229,8 +243,7 @@ impl TokenStore {
         file::validate(&records, self.max_per_idp)
             .map_err(|e| StoreError::BadRequest(e.to_string()))?;
         let bytes = file::render(&records);
-        if w.last_bytes.is_some() {
-            let previous = w.last_bytes.clone();
+        if self.file_backed {
             file::write_atomic(&self.file, &bytes)
                 .map_err(|e| StoreError::Persist(e.to_string()))?;
             if let Some(audit) = &self.audit {
@@ -242,16 +255,19 @@ impl TokenStore {
                 }
                 ev.uid = uid;
                 if let Err(e) = audit.append(&ev) {
-                    // Keep file and memory in agreement: put the previous file back.
-                    if let Some(prev) = previous {
-                        if let Err(e2) = file::write_atomic(&self.file, &prev) {
-                            log::error!("cannot restore token file after audit failure: {e2}");
+                    // Keep file and memory in agreement: put the previous state back (the file
+                    // matched it: it was taken in just above).
+                    let previous = file::render(&old.records());
+                    match file::write_atomic(&self.file, &previous) {
+                        Ok(()) => w.last_digest = Some(secret::sha256(&previous)),
+                        Err(e2) => {
+                            log::error!("cannot restore token file after audit failure: {e2}")
                         }
                     }
                     return Err(StoreError::Persist(e.to_string()));
                 }
             }
-            w.last_bytes = Some(bytes);
+            w.last_digest = Some(secret::sha256(&bytes));
         }
         self.current.store(Arc::new(TokenSet::build(&records)));
         self.publish_metrics();
@@ -401,6 +417,20 @@ impl TokenStore {
             .set(inactive);
         metrics::TOKENS.with_label_values(&["expired"]).set(expired);
     }
+}
+
+/// Gives the memory a large load or reload freed back to the OS. Parsing a big token file
+/// (serde_yaml holds the whole event stream) peaks at several times the final set; glibc keeps
+/// freed heap mapped, so without this the resident size would stay at that peak.
+fn release_freed_memory(records: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if records >= 10_000 {
+        // SAFETY: malloc_trim only returns unused heap pages to the OS; it has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+    let _ = records;
 }
 
 /// `tok_` + 8 random hex digits, unique within the file.

@@ -783,3 +783,21 @@ fn a_schemas_key_inside_an_extension_object_is_ignored() {
     ));
     assert_eq!(e.reason, RejectReason::Extension);
 }
+
+/// A PUT that changes a non-updatable sub-attribute of `name` (whose `givenName` is updatable)
+/// names the sub-attribute, not the whole `name`.
+#[test]
+fn put_changing_a_non_updatable_sub_attribute_names_it() {
+    let p = policy_allowing_employee_number();
+    let mut body = current_user();
+    body["name"]["givenName"] = json!("Babs");
+    body["name"]["middleName"] = json!("Q");
+    let e = rejection(put(&p, body, current_user()));
+    assert_eq!(e.reason, RejectReason::Mutability);
+    assert!(e.detail.contains("'name.middleName'"), "{}", e.detail);
+    let mut body = current_user();
+    body["name"].as_object_mut().map(|o| o.remove("formatted"));
+    let e = rejection(put(&p, body, current_user()));
+    assert!(e.detail.contains("'name.formatted'"), "{}", e.detail);
+    assert!(e.detail.contains("drops"), "{}", e.detail);
+}
