@@ -311,6 +311,24 @@ impl<'p> Cx<'p> {
         self.p.rules(self.resource)
     }
 
+    /// Entra adds a non-URN schema id to groups
+    /// (`http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group`). It names no
+    /// attribute, the gate tolerates it in every dialect, and `normalize` removes it because
+    /// strict directories (scim2-server among them) refuse unknown schema ids.
+    fn drop_foreign_schema_ids(&mut self, obj: &mut Map<String, Value>) {
+        let Some((_, Value::Array(items))) = obj
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+        else {
+            return;
+        };
+        let before = items.len();
+        items.retain(|s| s.as_str().is_none_or(|s| starts_with_ci(s, "urn:")));
+        if items.len() != before {
+            self.changed = true;
+        }
+    }
+
     // ---------------------------------------------------------------- types (RFC 7643 §2.3)
 
     /// A whole attribute value: multi-valued attributes take an array (RFC 7643 §2.4).
@@ -456,6 +474,9 @@ impl<'p> Cx<'p> {
         };
         let schemas = require_schema(obj, self.resource.core_urn())?;
         let strip = self.normalize();
+        if strip {
+            self.drop_foreign_schema_ids(obj);
+        }
         let mut drop = Vec::new();
         // Extension objects first, then core attributes, each by name: the first error reported
         // does not depend on the map's iteration order.

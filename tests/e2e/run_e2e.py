@@ -69,6 +69,11 @@ The tests
   watcher wake-up.
 * ``test_location_rewritten_to_public_url``: SPEC §4 Location / meta.location rewriting.
 * ``test_nice_to_have_900KiB_group_patch``: below.
+* ``test_idp_fixtures_replay_through_the_gate``: every tests/fixtures/idp/*.json body replayed
+  through a second gate running the SPEC §2 DEFAULT policy (no ``policy:`` key) in front of its own
+  scim2-server; ``pass`` fixtures must be forwarded and accepted, ``reject:<reason>`` ones answered
+  by the gate (status/scimType of the reason, metric label) without scim2-server seeing a write.
+  Prints a table; see its docstring (set-up, id substitution, membership, UPSTREAM_REFUSES).
 
 Nice-to-have
 ------------
@@ -422,12 +427,12 @@ class Upstream:
         return self.proc.output()
 
 
-@pytest.fixture(scope="session")
-def upstream(workdir):
+def start_upstream(workdir: Path, name: str = "scim2-server") -> Upstream:
+    """A fresh scim2-server (empty in-memory directory) on a free loopback port."""
     port = free_port()
     token = "upstream-" + secrets.token_urlsafe(24)
     proc = Proc(
-        "scim2-server",
+        name,
         [
             sys.executable, "-m", "scim2_server.testserver.cli",
             "--hostname", HOST, "--port", str(port),
@@ -440,13 +445,19 @@ def upstream(workdir):
     up = Upstream(proc, port, token)
     with http_client(up.url, token) as c:
         wait_until(
-            "scim2-server",
+            name,
             lambda: c.get("/ServiceProviderConfig").status_code == 200,
             START_TIMEOUT,
             proc,
         )
+    return up
+
+
+@pytest.fixture(scope="session")
+def upstream(workdir):
+    up = start_upstream(workdir)
     yield up
-    proc.stop()
+    up.proc.stop()
 
 
 class Gate:
@@ -466,7 +477,19 @@ class Gate:
         return self.proc.output()
 
 
-def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, token: str, token_id: str) -> None:
+# The policy of the shared gate: every attribute scim2-tester writes is updatable.
+E2E_POLICY = {
+    "max_body_bytes": 1048576,
+    "dialect": "normalize",
+    "users": {"updatable": USER_UPDATABLE},
+    "groups": {"updatable": GROUP_UPDATABLE},
+    "extensions": {ENTERPRISE: "*"},
+}
+
+
+def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, token: str, token_id: str,
+                     policy: dict | None = E2E_POLICY) -> None:
+    """Token file + config. ``policy=None`` leaves the ``policy`` key out: SPEC §2 defaults."""
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     (d / "tokens.yaml").write_text(
         "tokens:\n"
@@ -494,27 +517,23 @@ def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, 
         "admin": {"socket": "admin.sock"},
         "audit": {"file": "audit.jsonl"},
         "metrics": {"listen": f"{HOST}:{metrics_port}"},
-        "policy": {
-            "max_body_bytes": 1048576,
-            "dialect": "normalize",
-            "users": {"updatable": USER_UPDATABLE},
-            "groups": {"updatable": GROUP_UPDATABLE},
-            "extensions": {ENTERPRISE: "*"},
-        },
     }
+    if policy is not None:
+        config["policy"] = policy
     (d / "config.yaml").write_text(json.dumps(config, indent=2) + "\n")
 
 
-@pytest.fixture(scope="session")
-def gate(workdir, upstream):
+def start_gate(workdir: Path, upstream: Upstream, name: str = "gate",
+               policy: dict | None = E2E_POLICY) -> Gate:
+    """The real gate binary in ``workdir/name`` in front of ``upstream``, with one valid token."""
     if not GATE_BIN.is_file() or not os.access(GATE_BIN, os.X_OK):
         pytest.fail(f"gate binary {GATE_BIN} is missing (build it with `cargo build`, or set SCIM_GATE_BIN)")
-    d = workdir / "gate"
+    d = workdir / name
     d.mkdir()
     port, metrics_port = free_port(), free_port()
     token = make_token()
     token_id = "tok_" + secrets.token_hex(4)
-    write_gate_files(d, upstream, port, metrics_port, token, token_id)
+    write_gate_files(d, upstream, port, metrics_port, token, token_id, policy=policy)
     env = {
         **os.environ,
         "UPSTREAM_AUTH": f"Bearer {upstream.token}",
@@ -522,7 +541,8 @@ def gate(workdir, upstream):
         "RUST_BACKTRACE": "1",
     }
     # Logs go beside, not into, the gate's dir: the gate watches the token file's folder.
-    proc = Proc("scim-gate", [str(GATE_BIN), "run", "-c", str(d / "config.yaml")], d, env=env, logdir=workdir)
+    proc_name = "scim-gate" if name == "gate" else f"scim-gate-{name}"
+    proc = Proc(proc_name, [str(GATE_BIN), "run", "-c", str(d / "config.yaml")], d, env=env, logdir=workdir)
     g = Gate(proc, d, port, metrics_port, token, token_id)
 
     def answers():
@@ -532,8 +552,14 @@ def gate(workdir, upstream):
             return c.get("/ServiceProviderConfig").status_code > 0
 
     wait_until(f"scim-gate on {HOST}:{port}", answers, START_TIMEOUT, proc)
+    return g
+
+
+@pytest.fixture(scope="session")
+def gate(workdir, upstream):
+    g = start_gate(workdir, upstream)
     yield g
-    proc.stop()
+    g.proc.stop()
 
 
 @pytest.fixture(scope="session")
@@ -827,6 +853,413 @@ def test_nice_to_have_900KiB_group_patch(gate, upstream):
         f"NICE-TO-HAVE 900KiB PATCH: upstream group has {len(got_ids)} of {len(want)} members "
         f"({len(want - got_ids)} missing, {len(got_ids - want)} unexpected)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# IdP fixtures replayed through a gate with the DEFAULT policy
+# ---------------------------------------------------------------------------------------------
+
+IDP_FIXTURES = ROOT / "tests" / "fixtures" / "idp"
+CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+CORE_GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ERROR_URN = "urn:ietf:params:scim:api:messages:2.0:Error"
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+# reason label -> (HTTP status, accepted scimType values; None = the answer carries no scimType).
+# Mirrors src/scim/error.rs (schema: invalidSyntax or invalidValue; dialect: whatever the
+# deviation calls for, so any scimType).
+REASON_ANSWERS: dict[str, tuple[int, set[str] | None]] = {
+    "invalid_json": (400, {"invalidSyntax"}),
+    "schema": (400, {"invalidSyntax", "invalidValue"}),
+    "mutability": (400, {"mutability"}),
+    "invalid_path": (400, {"invalidPath"}),
+    "extension": (400, {"invalidValue"}),
+    "domain": (403, None),
+    "dialect": (400, {"invalidSyntax", "invalidValue", "invalidPath", "noTarget", "mutability"}),
+    "invalid_filter": (400, {"invalidFilter"}),
+    "no_target": (400, {"noTarget"}),
+    "not_found": (404, None),
+}
+
+# SPEC §2 defaults, exactly as `scim-gate check-config` prints the `policy` section of a config
+# without a `policy:` key (the e2e venv has no YAML parser, so this is compared as text).
+SPEC_DEFAULT_POLICY_YAML = f"""policy:
+  max_body_bytes: 1048576
+  dialect: normalize
+  users:
+    updatable:
+    - displayName
+    - emails
+    - name.givenName
+    - name.familyName
+    - active
+    - {ENTERPRISE}:department
+    - urn:ietf:params:scim:schemas:extension:ivanti:2.0:User
+  groups:
+    updatable:
+    - displayName
+    - members
+  extensions:
+    {ENTERPRISE}:
+    - department
+    urn:ietf:params:scim:schemas:extension:ivanti:2.0:User: '*'
+"""
+
+# `expect: pass` fixtures that the gate forwards (as it should) but that scim2-server refuses for
+# its own reasons, with the evidence: the same body sent directly to scim2-server gets the same
+# answer (the test checks that on every run). fixture -> (status, text in scim2-server's detail, why)
+# Fixtures that scim2-server refuses although the gate rightly forwards them: none since the gate's
+# `normalize` dialect removes Entra's non-URN ADSCIM group schema id, which scim2-server (a strict
+# directory) refused with 400 "Unknown extension schemas" when it was forwarded as sent.
+UPSTREAM_REFUSES: dict[str, tuple[int, str, str]] = {}
+
+_REJECTION_LINE = re.compile(r'^scim_gate_policy_rejections_total\{reason="([^"]+)"\}\s+(\S+)$')
+
+
+def policy_rejections(gate: "Gate") -> dict[str, float]:
+    with httpx2.Client(timeout=HTTP_TIMEOUT, trust_env=False) as c:
+        text = c.get(f"http://{HOST}:{gate.metrics_port}/metrics").text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        m = _REJECTION_LINE.match(line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def _member_ids(body: dict) -> list[str]:
+    """Member ids a Groups PATCH names: ``value[].value`` of ops on ``members`` and the
+    ``members[value eq "…"]`` filters."""
+    ids: list[str] = []
+    for op in body.get("Operations") or []:
+        path = op.get("path") or ""
+        m = re.fullmatch(r'\s*members\s*\[\s*value\s+eq\s+"([^"]*)"\s*\].*', path, re.I)
+        if m:
+            ids.append(m.group(1))
+        elif path.lower() == "members" and isinstance(op.get("value"), list):
+            ids.extend(v["value"] for v in op["value"] if isinstance(v, dict) and isinstance(v.get("value"), str))
+    return list(dict.fromkeys(ids))
+
+
+def _placeholder_ids(fx: dict) -> list[str]:
+    """The fixture's stand-ins for the target resource's id: ``current.id``, a top-level
+    ``id`` (PUT), an ``id`` key inside a no-path operation's value object (Okta's rename)."""
+    found = []
+    for obj in [fx.get("current") or {}, fx["body"]] + [
+        op.get("value") for op in fx["body"].get("Operations") or []
+        if isinstance(op, dict) and not op.get("path")
+    ]:
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            found.append(obj["id"])
+    return list(dict.fromkeys(found))
+
+
+def _substitute(value: Any, mapping: dict[str, str]) -> Any:
+    """Replace every string equal to a placeholder, and every ``"…"`` occurrence inside
+    filter paths, by the real id."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, mapping) for v in value]
+    if isinstance(value, str):
+        if value in mapping:
+            return mapping[value]
+        for old, new in mapping.items():
+            value = value.replace(f'"{old}"', f'"{new}"')
+        return value
+    return value
+
+
+def _strip_meta(resource: dict) -> dict:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def _wipe(up_client: httpx2.Client) -> None:
+    """Delete every Group and User of the (dedicated) upstream: each fixture starts empty, so
+    the fixtures' fixed userNames / displayNames never collide."""
+    for res in ("Groups", "Users"):
+        for _ in range(5):
+            r = up_client.get(f"/{res}", params={"count": 1000})
+            items = r.json().get("Resources") or []
+            if not items:
+                break
+            for item in items:
+                up_client.delete(f"/{res}/{item['id']}")
+
+
+def test_idp_fixtures_replay_through_the_gate(workdir):
+    """Every request body of tests/fixtures/idp, replayed through a gate with the DEFAULT policy
+    (SPEC §2: no ``policy:`` key in its config; checked with ``scim-gate check-config``) in front
+    of its own, otherwise empty, scim2-server.
+
+    For each fixture, from an empty directory:
+
+    * set-up (through the gate, with bodies the default policy accepts): a ``/Users/{id}`` PATCH
+      gets a user (userName, name, a work e-mail, active, enterprise department); a PUT gets the
+      user of its ``current`` (readOnly ``id``/``meta``/``groups`` left out); a ``/Groups/{id}``
+      PATCH gets a group. **Membership**: every member id a Groups PATCH names (``value[].value``
+      of an op on ``members``, ``members[value eq "…"]``) is mapped to a real user created
+      first, so scim2-server never sees an unknown member id and the effect can be checked; for
+      remove/replace fixtures those users are members of the group before the PATCH, for add
+      fixtures they are not. The fixture's placeholder ids (member ids, ``current.id``, a body
+      ``id``, an ``id`` in a no-path value) are substituted by the real ones, in the path too.
+    * ``expect: pass``: the answer is 2xx and comes from scim2-server (not produced by the gate),
+      and the effect is visible upstream (created resource exists; ``active`` is the JSON
+      boolean ``false`` after a disable, also when the IdP sent the string ``"False"``;
+      members added / removed / emptied). Exception, decided with evidence: a fixture listed in
+      ``UPSTREAM_REFUSES`` (scim2-server refuses a body the gate rightly forwards) must reach
+      scim2-server (its log shows the write), get exactly the listed refusal, and get the same
+      answer when sent directly to scim2-server; it is shown as ``ok*``.
+    * ``expect: reject:<reason>``: the gate answered itself, with the status and ``scimType`` of
+      that reason (src/scim/error.rs), the Error schema and a non-empty detail;
+      ``scim_gate_policy_rejections_total{reason}`` grew by one for exactly that reason;
+      scim2-server saw no write request (its request log) and the resource is unchanged (GET
+      before/after), or, for a POST, no resource was created.
+
+    A table (fixture, vendor, method, expected, got) is printed; the test fails listing every
+    fixture whose outcome differs from its expectation, with request and response.
+    """
+    files = sorted(IDP_FIXTURES.glob("*.json"))
+    assert len(files) >= 20, f"only {len(files)} fixtures in {IDP_FIXTURES}"
+    up = start_upstream(workdir, "scim2-server-idp")
+    g = start_gate(workdir, up, name="gate-idp", policy=None)
+    try:
+        cfg_text = (g.dir / "config.yaml").read_text()
+        assert "policy" not in json.loads(cfg_text), "this gate must run with the default policy"
+        effective = subprocess.run([str(GATE_BIN), "check-config", "-c", str(g.dir / "config.yaml")],
+                                   capture_output=True, text=True, timeout=30,
+                                   env={**os.environ, "UPSTREAM_AUTH": f"Bearer {up.token}"})
+        assert effective.returncode == 0, effective.stderr
+        _check_default_policy(effective.stdout)
+        _replay_fixtures(files, g, up)
+    finally:
+        g.proc.stop()
+        up.proc.stop()
+
+
+def _check_default_policy(effective_yaml: str) -> None:
+    i = effective_yaml.find("\npolicy:\n")
+    assert i >= 0, f"no policy section in check-config output:\n{effective_yaml}"
+    section = effective_yaml[i + 1:]
+    print("\n  effective policy (check-config):\n" + "\n".join("    " + l for l in section.splitlines()))
+    assert section == SPEC_DEFAULT_POLICY_YAML, "the effective policy is not the SPEC §2 default"
+
+
+def _replay_fixtures(files: list[Path], g: "Gate", up: Upstream) -> None:
+    headers = {"Content-Type": "application/scim+json"}
+    rows: list[tuple[str, str, str, str, str, str, str]] = []
+    failures: list[str] = []
+    with http_client(g.url, g.token) as gc, http_client(up.url, up.token) as uc:
+
+        def create(res: str, body: dict) -> dict:
+            r = gc.post(f"/{res}", content=json.dumps(body), headers=headers)
+            if r.status_code != 201:
+                raise AssertionError(f"set-up POST /{res} through the gate → {r.status_code} {r.text[:600]}\n"
+                                     f"body: {json.dumps(body)}")
+            return r.json()
+
+        def setup_user(label: str, extra: dict | None = None) -> dict:
+            uname = f"{label}-{uuid.uuid4().hex[:8]}@example.com"
+            body = {
+                "schemas": [CORE_USER, ENTERPRISE],
+                "userName": uname,
+                "name": {"givenName": "Set", "familyName": "Up"},
+                "emails": [{"type": "work", "value": uname, "primary": True}],
+                "active": True,
+                ENTERPRISE: {"department": "Set-up"},
+            }
+            body.update(extra or {})
+            return create("Users", body)
+
+        for path in files:
+            fx = json.loads(path.read_text())
+            name = path.stem
+            method, fpath, expect = fx["method"], fx["path"], fx["expect"]
+            res = "Users" if fpath.startswith("/Users") else "Groups"
+            body = fx["body"]
+            notes: list[str] = []
+            _wipe(uc)
+            mapping: dict[str, str] = {}
+            target_id = None
+            member_ids: dict[str, str] = {}
+            try:
+                if "{id}" in fpath:
+                    if res == "Users" and method == "PUT":
+                        cur = {k: v for k, v in (fx.get("current") or {}).items() if k not in ("id", "meta", "groups")}
+                        assert cur, f"{name}: a PUT fixture needs `current`"
+                        target_id = create("Users", cur)["id"]
+                    elif res == "Users":
+                        target_id = setup_user("idp-target")["id"]
+                    else:
+                        fixture_members = _member_ids(body)
+                        for mid in fixture_members:
+                            member_ids[mid] = setup_user("idp-member")["id"]
+                        ops = {str(op.get("op", "")).lower() for op in body.get("Operations") or []}
+                        initial = [] if ops == {"add"} else [{"value": v} for v in member_ids.values()]
+                        target_id = create("Groups", {"schemas": [CORE_GROUP],
+                                                      "displayName": f"idp-group-{uuid.uuid4().hex[:8]}",
+                                                      "members": initial})["id"]
+                    mapping.update(member_ids)
+                    for ph in _placeholder_ids(fx):
+                        mapping[ph] = target_id
+                    if mapping:
+                        notes.append("ids substituted: " + ", ".join(f"{k[:8]}…→{'target' if v == target_id else 'user ' + v[:8] + '…'}"
+                                                                    for k, v in mapping.items()))
+                    body = _substitute(body, mapping)
+                    url = fpath.replace("{id}", target_id)
+                else:
+                    url = fpath
+            except AssertionError as exc:
+                rows.append((name, fx["vendor"], method, expect, "SET-UP FAILED", "FAIL", short(str(exc), 200)))
+                failures.append(f"{name}: set-up failed: {exc}")
+                continue
+
+            before = uc.get(f"/{res}/{target_id}").json() if target_id else None
+            n_before = len(upstream_requests(up.log()))
+            rej_before = policy_rejections(g)
+            r = gc.request(method, url, content=json.dumps(body), headers=headers)
+            from_gate = "wsgiserver" not in r.headers.get("server", "").lower()
+            try:
+                rbody = r.json()
+            except ValueError:
+                rbody = None
+            after = uc.get(f"/{res}/{target_id}").json() if target_id else None
+            time.sleep(0.1)
+            upstream_writes = [x for x in upstream_requests(up.log())[n_before:] if x[0] in WRITES]
+            rej_delta = {k: v - rej_before.get(k, 0.0) for k, v in policy_rejections(g).items()
+                         if v - rej_before.get(k, 0.0) > 0}
+
+            scim_type = rbody.get("scimType") if isinstance(rbody, dict) else None
+            if 200 <= r.status_code < 300 and not from_gate:
+                got = "pass"
+            elif from_gate and r.status_code >= 400:
+                got = "reject:" + ("+".join(sorted(rej_delta)) or "?")
+            else:
+                got = f"upstream {r.status_code}" + (f" {scim_type}" if scim_type else "")
+            problems: list[str] = []
+
+            if expect == "pass" and name in UPSTREAM_REFUSES and got != "pass":
+                want_status, want_text, why = UPSTREAM_REFUSES[name]
+                direct = uc.request(method, url, content=json.dumps(body), headers=headers)
+                got = f"forwarded; scim2-server {r.status_code}" + (f" {scim_type}" if scim_type else "")
+                if from_gate:
+                    problems.append(f"expected pass, got {got} from the gate")
+                if not any(x[0] == method for x in upstream_writes):
+                    problems.append(f"scim2-server's log shows no {method}: not forwarded")
+                if r.status_code != want_status or want_text not in r.text:
+                    problems.append(f"scim2-server answered {r.status_code} {short(r.text, 300)}, "
+                                    f"not the known refusal {want_status} '{want_text}'")
+                if direct.status_code != r.status_code or direct.text != r.text:
+                    problems.append(f"sent directly, scim2-server answers {direct.status_code} "
+                                    f"{short(direct.text, 300)}: the refusal is not only the upstream's")
+                notes.append("UPSTREAM REFUSES (same answer when sent directly): " + why)
+            elif expect == "pass":
+                if name in UPSTREAM_REFUSES:
+                    notes.append("scim2-server accepted it: UPSTREAM_REFUSES entry is stale")
+                if got != "pass":
+                    problems.append(f"expected pass, got {got}")
+                else:
+                    problems += _verify_effect(fx, body, res, target_id, rbody, member_ids, after, uc)
+            elif expect.startswith("reject:"):
+                reason = expect.split(":", 1)[1]
+                want_status, want_types = REASON_ANSWERS[reason]
+                if not from_gate:
+                    problems.append(f"the gate forwarded it: upstream answered {r.status_code}")
+                if r.status_code != want_status:
+                    problems.append(f"status {r.status_code}, want {want_status}")
+                if want_types is None and scim_type is not None:
+                    problems.append(f"scimType {scim_type!r}, want none")
+                if want_types is not None and scim_type not in want_types:
+                    problems.append(f"scimType {scim_type!r}, want one of {sorted(want_types)}")
+                if not isinstance(rbody, dict) or ERROR_URN not in (rbody.get("schemas") or []):
+                    problems.append("not a SCIM Error body")
+                elif not str(rbody.get("detail") or "").strip():
+                    problems.append("empty detail")
+                if isinstance(rbody, dict) and "status" in rbody and str(rbody["status"]) != str(r.status_code):
+                    problems.append(f"body status {rbody.get('status')!r} ≠ HTTP {r.status_code}")
+                if not r.headers.get("content-type", "").startswith("application/scim+json"):
+                    problems.append(f"content-type {r.headers.get('content-type')!r}")
+                if rej_delta != {reason: 1.0}:
+                    problems.append(f"policy_rejections_total grew by {rej_delta}, want {{{reason!r}: 1}}")
+                if upstream_writes:
+                    problems.append(f"scim2-server received write(s): {upstream_writes}")
+                if target_id and before != after:
+                    problems.append(f"upstream resource changed:\n before {before}\n after  {after}")
+                if not target_id:
+                    listed = uc.get(f"/{res}").json().get("Resources") or []
+                    if listed:
+                        problems.append(f"upstream now holds {len(listed)} {res}: {[x.get('id') for x in listed]}")
+            else:
+                problems.append(f"unknown expectation {expect!r}")
+
+            detail = ""
+            if isinstance(rbody, dict) and r.status_code >= 400:
+                detail = f"{r.status_code} {scim_type or '-'}: {short(str(rbody.get('detail')), 90)}"
+            verdict = "FAIL" if problems else "ok*" if got.startswith("forwarded;") else "ok"
+            rows.append((name, fx["vendor"], method, expect, got, verdict,
+                         "; ".join(notes + ([detail] if detail else []))))
+            if problems:
+                failures.append(
+                    f"{name} ({fx['vendor']} {method} {fpath}, expect {expect}):\n    - "
+                    + "\n    - ".join(problems)
+                    + f"\n    request:  {method} {url}\n              {short(json.dumps(body), 1200)}"
+                    + f"\n    response: {r.status_code} {'(gate)' if from_gate else '(scim2-server)'} {short(r.text, 1200)}"
+                )
+        _wipe(uc)
+
+    w = [max(len(str(row[i])) for row in rows + [("fixture", "vendor", "method", "expected", "got", "", "")])
+         for i in range(6)]
+    print("\n  " + "  ".join(h.ljust(w[i]) for i, h in enumerate(("fixture", "vendor", "method", "expected", "got", "")))
+          + "  notes")
+    for row in rows:
+        print("  " + "  ".join(str(row[i]).ljust(w[i]) for i in range(6)) + "  " + row[6])
+    counts = collections.Counter(row[5] for row in rows)
+    by_expect = collections.Counter(("pass" if row[3] == "pass" else "reject", row[5]) for row in rows)
+    print(f"  {len(rows)} fixtures: {counts['ok']} ok, {counts['ok*']} ok* (gate forwarded as expected, "
+          f"scim2-server refused: UPSTREAM_REFUSES), {counts['FAIL']} failed  "
+          f"(pass: {by_expect[('pass', 'ok')]} ok / {by_expect[('pass', 'ok*')]} ok* / "
+          f"{by_expect[('pass', 'FAIL')]} failed; "
+          f"reject: {by_expect[('reject', 'ok')]} ok / {by_expect[('reject', 'FAIL')]} failed)")
+    assert not failures, f"{len(failures)} fixture(s) did not meet their expectation:\n" + "\n".join(failures)
+
+
+def _verify_effect(fx: dict, body: dict, res: str, target_id: str | None, rbody: Any,
+                   member_ids: dict[str, str], after: dict | None, uc: httpx2.Client) -> list[str]:
+    """For a forwarded, accepted fixture: is its effect visible on scim2-server?"""
+    problems: list[str] = []
+    method = fx["method"]
+    if method == "POST":
+        rid = rbody.get("id") if isinstance(rbody, dict) else None
+        if not rid or uc.get(f"/{res}/{rid}").status_code != 200:
+            problems.append(f"POST answered 2xx but scim2-server has no {res}/{rid}")
+        return problems
+    if after is None:
+        return [f"scim2-server has no {res}/{target_id} after the request"]
+    for op in body.get("Operations") or []:
+        opname = str(op.get("op", "")).lower()
+        path = (op.get("path") or "")
+        value = op.get("value")
+        # disable: active must now be the JSON boolean false (normalize turns "False" into false)
+        if res == "Users" and (path.lower() == "active" or (not path and isinstance(value, dict) and "active" in value)):
+            if after.get("active") is not False:
+                problems.append(f"after a disable, upstream active = {after.get('active')!r}, want false")
+        if res == "Groups":
+            have = {m.get("value") for m in after.get("members") or []}
+            real = set(member_ids.values())
+            if opname == "add" and path.lower() == "members" and not real <= have:
+                problems.append(f"members not added: want {sorted(real)}, upstream has {sorted(have)}")
+            if opname == "remove" and (real & have):
+                problems.append(f"members not removed: upstream still has {sorted(real & have)}")
+            if opname == "replace" and path.lower() == "members" and value == [] and have:
+                problems.append(f"members not emptied: upstream has {sorted(have)}")
+            if opname == "replace" and not path and isinstance(value, dict) and "displayName" in value:
+                if after.get("displayName") != value["displayName"]:
+                    problems.append(f"displayName not replaced: upstream has {after.get('displayName')!r}")
+    if method == "PUT":
+        for k in ("displayName", "name"):
+            if k in body and after.get(k) != body[k]:
+                problems.append(f"PUT: upstream {k} = {after.get(k)!r}, want {body[k]!r}")
+    return problems
 
 
 if __name__ == "__main__":

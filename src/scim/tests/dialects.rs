@@ -252,3 +252,33 @@ fn rfc_form_passes_strict_untouched() {
         );
     }
 }
+
+#[test]
+fn entra_adscim_group_schema_is_tolerated_and_removed_by_normalize() {
+    let adscim = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group";
+    let body = json!({"schemas": [GROUP, adscim], "displayName": "Group1DisplayName", "externalId": "8aa1a0c0"})
+        .to_string();
+    for d in [Dialect::Tolerate, Dialect::Strict] {
+        let r = run(
+            &policy(d),
+            Resource::Groups,
+            WriteMethod::Post,
+            body.as_bytes(),
+            &[],
+            None,
+        );
+        assert_eq!(r, Ok(Checked { body: None }), "{d:?} forwards it as sent");
+    }
+    let r = run(
+        &policy(Dialect::Normalize),
+        Resource::Groups,
+        WriteMethod::Post,
+        body.as_bytes(),
+        &[],
+        None,
+    );
+    let out: Value =
+        serde_json::from_slice(&r.expect("accepted").body.expect("rewritten")).expect("json");
+    assert_eq!(out["schemas"], json!([GROUP]));
+    assert_eq!(out["displayName"], "Group1DisplayName");
+}
