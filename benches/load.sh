@@ -123,6 +123,11 @@ PT_BIN="$TARGET/release/examples/passthrough"
 # --- work folder, process bookkeeping ---------------------------------------------------------
 WORK="$(mktemp -d /tmp/scim-gate-load.XXXXXX)"
 PIDS=()
+# Run copies: target/ is shared, and a build elsewhere must not swap the binary mid-run.
+mkdir -p "$WORK/bin"
+cp "$GATE_BIN" "$PT_BIN" "$WORK/bin/"
+GATE_BIN="$WORK/bin/scim-gate"
+PT_BIN="$WORK/bin/passthrough"
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM

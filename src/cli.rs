@@ -100,7 +100,7 @@ enum TokenCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init();
-    match cli.command {
+    let code = match cli.command {
         Command::Run {
             config,
             daemon,
@@ -110,7 +110,9 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::HashToken => hash_token(),
         Command::Token(args) => token(args),
-    }
+    };
+    crate::logging::flush();
+    code
 }
 
 fn run(config: &Path, opts: RunOptions) -> ExitCode {
@@ -133,6 +135,7 @@ fn run(config: &Path, opts: RunOptions) -> ExitCode {
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    crate::logging::flush();
     eprintln!("scim-gate: {e}");
     ExitCode::from(1)
 }

@@ -716,17 +716,14 @@ fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Bytes {
     if from.is_empty() {
         return Bytes::copy_from_slice(haystack);
     }
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
+    let mut out = Vec::with_capacity(haystack.len() + haystack.len() / 8);
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(haystack, from) {
+        out.extend_from_slice(&haystack[last..at]);
+        out.extend_from_slice(to);
+        last = at + from.len();
     }
+    out.extend_from_slice(&haystack[last..]);
     Bytes::from(out)
 }
 

@@ -182,6 +182,7 @@ impl BackgroundService for Drain {
         } else {
             log::info!("drained; exiting");
         }
+        crate::logging::flush();
         std::process::exit(0);
     }
 }

@@ -13,7 +13,11 @@ fn sigquit_hands_the_listeners_to_the_new_binary() {
     let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
     let t = TestToken::new("tok_up");
     let mut old = GateProc::start(GateOpts::new(&up.base_url()), &[&t]);
-    assert_eq!(old.call("GET", "/scim/v2/Users", Some(&t.plaintext), None).status, 200);
+    assert_eq!(
+        old.call("GET", "/scim/v2/Users", Some(&t.plaintext), None)
+            .status,
+        200
+    );
 
     let log = std::fs::File::create(old.path("new-gate.log")).expect("log");
     let mut new = Command::new(BIN)
@@ -38,7 +42,12 @@ fn sigquit_hands_the_listeners_to_the_new_binary() {
     let mut answered = 0;
     let exited = eventually(Duration::from_secs(15), || {
         let r = old.call("GET", "/scim/v2/Users", Some(&t.plaintext), None);
-        assert_eq!(r.status, 200, "a request during the handover failed: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "a request during the handover failed: {}",
+            r.text()
+        );
         answered += 1;
         matches!(old_child.try_wait(), Ok(Some(_)))
     });
@@ -49,7 +58,10 @@ fn sigquit_hands_the_listeners_to_the_new_binary() {
     assert_eq!(r.status, 200);
     let r = old.call("GET", "/scim/v2/Users", Some("wrong"), None);
     assert_eq!(r.status, 401);
-    assert!(matches!(new.try_wait(), Ok(None)), "the new gate must still run");
+    assert!(
+        matches!(new.try_wait(), Ok(None)),
+        "the new gate must still run"
+    );
     let _ = new.kill();
     let _ = new.wait();
 }

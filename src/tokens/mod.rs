@@ -465,7 +465,19 @@ fn diff(old: &[TokenRecord], new: &[TokenRecord]) -> serde_json::Value {
     added.sort_unstable();
     removed.sort_unstable();
     changed.sort_unstable();
-    serde_json::json!({"added": added, "removed": removed, "changed": changed})
+    // Ids are listed up to a bound, counts always: swapping a 100 000-token file must not
+    // write a multi-megabyte log and audit line.
+    const LIST: usize = 100;
+    let counts = serde_json::json!({"added": added.len(), "removed": removed.len(), "changed": changed.len()});
+    let truncated = added.len().max(removed.len()).max(changed.len()) > LIST;
+    added.truncate(LIST);
+    removed.truncate(LIST);
+    changed.truncate(LIST);
+    let mut v = serde_json::json!({"added": added, "removed": removed, "changed": changed, "counts": counts});
+    if truncated {
+        v["truncated"] = true.into();
+    }
+    v
 }
 
 #[cfg(test)]

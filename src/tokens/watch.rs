@@ -55,11 +55,17 @@ pub fn spawn(store: Arc<TokenStore>) -> std::io::Result<()> {
 }
 
 /// Whether a folder event can have changed the token file: a write, create, rename or removal
-/// of the file itself, or of a `..`-prefixed entry (Kubernetes' `..data` symlink swap). Reads
-/// are ignored — the gate's own reload opens the file, and reacting to that would loop.
+/// or close-after-write of the file itself, or of a `..`-prefixed entry (Kubernetes' `..data`
+/// symlink swap). Reads are ignored — the gate's own reload opens the file, and reacting to that
+/// would loop.
 fn concerns(event: &notify::Event, name: &std::ffi::OsStr) -> bool {
-    if matches!(event.kind, notify::EventKind::Access(_)) {
-        return false;
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    // A close after writing is the moment an in-place edit is complete; every other access
+    // (open, read, close after reading) is someone reading, the gate's own reload included.
+    if let EventKind::Access(kind) = event.kind {
+        if kind != AccessKind::Close(AccessMode::Write) {
+            return false;
+        }
     }
     event.paths.iter().any(|p| {
         p.file_name()
