@@ -72,9 +72,9 @@ impl ProxyHttp for MyProxy {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut MyCtx,
+        ctx: &mut MyCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Ok(self.gate.upstream_peer())
+        Ok(self.gate.upstream_peer(&ctx.gate))
     }
 
     async fn upstream_request_filter(

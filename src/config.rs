@@ -67,6 +67,10 @@ pub struct ServerConfig {
     pub threads: usize,
     #[serde(default = "default_grace", with = "duration_str")]
     pub shutdown_grace: Duration,
+    /// How long a client may take to send a request body, and the longest pause between two of
+    /// its reads (beyond SPEC §2; 408 when exceeded).
+    #[serde(default = "default_body_timeout", with = "duration_str")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -203,6 +207,9 @@ fn default_threads() -> usize {
 fn default_grace() -> Duration {
     Duration::from_secs(10)
 }
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(15)
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(2)
 }
@@ -265,6 +272,7 @@ impl Default for ServerConfig {
             tls: None,
             threads: default_threads(),
             shutdown_grace: default_grace(),
+            body_timeout: default_body_timeout(),
         }
     }
 }
@@ -388,6 +396,9 @@ impl Config {
                     ))
                 }
             }
+        }
+        if self.server.body_timeout.is_zero() {
+            return Err(invalid("server.body_timeout", "must be above zero".into()));
         }
         if self.upstream.connect_timeout.is_zero() {
             return Err(invalid(

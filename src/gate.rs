@@ -40,8 +40,6 @@ use crate::upstream::{Upstream, UpstreamError};
 
 /// Pingora's retry-buffer size (`pingora-core` `BODY_BUF_LIMIT`, not exported).
 const REPLAY_LIMIT: usize = 64 * 1024;
-/// How long a client may take to send a whole body before it gets 408.
-pub const BODY_DEADLINE: Duration = Duration::from_secs(15);
 
 /// What `request_filter` decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +115,9 @@ impl GateCtx {
 pub struct Gate {
     base_path: String,
     max_body: usize,
+    /// `server.body_timeout`: the whole body must arrive within it (408 otherwise).
+    body_timeout: Duration,
+    read_timeout: Duration,
     tls_listener: bool,
     tokens: Arc<TokenStore>,
     policy: Policy,
@@ -131,6 +132,8 @@ impl Gate {
         Ok(Gate {
             base_path: cfg.base_path.clone(),
             max_body: cfg.policy.max_body_bytes,
+            body_timeout: cfg.server.body_timeout,
+            read_timeout: cfg.upstream.read_timeout,
             tls_listener: cfg.server.tls.is_some(),
             tokens,
             policy,
@@ -235,7 +238,15 @@ impl Gate {
                 let checked = self.check(route, body, ctx).await?;
                 ctx.body = BodyMode::Replay(checked);
             }
-            _ => ctx.body = BodyMode::Stream(BytesMut::new()),
+            _ => {
+                // Pingora reads this body while the upstream waits for it. A client that stops
+                // sending must get 408 from this read timeout, before the upstream read timeout
+                // (stretched by the same amount in `upstream_peer`) turns it into a 504.
+                session
+                    .as_downstream_mut()
+                    .set_read_timeout(Some(self.body_timeout));
+                ctx.body = BodyMode::Stream(BytesMut::new());
+            }
         }
         Ok(())
     }
@@ -251,7 +262,7 @@ impl Gate {
             }
             Ok::<_, Box<Error>>(buf.freeze())
         };
-        match tokio::time::timeout(BODY_DEADLINE, read).await {
+        match tokio::time::timeout(self.body_timeout, read).await {
             Ok(Ok(b)) => Ok(b),
             Ok(Err(e)) if e.etype() == &ErrorType::ReadTimedout => Err(timeout_408()),
             Ok(Err(_)) => Err(ScimError::new(
@@ -326,8 +337,14 @@ impl Gate {
         format!("{scheme}://{host}{}", self.base_path)
     }
 
-    pub fn upstream_peer(&self) -> Box<HttpPeer> {
-        self.upstream.peer()
+    /// The upstream peer. On the stream path the upstream's read timeout starts while the IdP
+    /// is still sending, so it gets `body_timeout` of extra room.
+    pub fn upstream_peer(&self, ctx: &GateCtx) -> Box<HttpPeer> {
+        let mut peer = self.upstream.peer();
+        if matches!(ctx.body, BodyMode::Stream(_)) {
+            peer.options.read_timeout = Some(self.read_timeout + self.body_timeout);
+        }
+        peer
     }
 
     /// Maps the path onto the upstream, replaces credentials and identity headers, and sets
@@ -386,6 +403,10 @@ impl Gate {
                 }
                 if buf.len() > self.max_body {
                     return self.fail_mid_stream(ctx, too_large(self.max_body));
+                }
+                // A client trickling bytes never trips the per-read timeout; this bounds the whole.
+                if !end_of_stream && ctx.start.is_some_and(|t| t.elapsed() > self.body_timeout) {
+                    return self.fail_mid_stream(ctx, timeout_408());
                 }
                 if !end_of_stream {
                     // An empty chunk is not written upstream (an absent one would end the body).

@@ -37,9 +37,9 @@ impl ProxyHttp for GateProxy {
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut GateCtx,
+        ctx: &mut GateCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Ok(self.gate.upstream_peer())
+        Ok(self.gate.upstream_peer(ctx))
     }
 
     async fn upstream_request_filter(

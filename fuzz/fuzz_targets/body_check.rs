@@ -65,12 +65,16 @@ fuzz_target!(|data: &[u8]| {
     if sel & 0x02 == 0 {
         for (r, id) in prepared.needs() {
             let v = match r {
-                Resource::Users => json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                Resource::Users => {
+                    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
                     "id": id, "userName": "a@acme.com", "title": "t", "active": true,
                     "name": {"givenName": "A", "familyName": "B"},
-                    "emails": [{"value": "a@acme.com", "type": "work"}]}),
-                Resource::Groups => json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
-                    "id": id, "displayName": "G", "members": [{"value": "m1"}]}),
+                    "emails": [{"value": "a@acme.com", "type": "work"}]})
+                }
+                Resource::Groups => {
+                    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "id": id, "displayName": "G", "members": [{"value": "m1"}]})
+                }
             };
             current.insert((*r, id.clone()), v);
         }

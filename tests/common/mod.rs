@@ -141,7 +141,7 @@ impl GateProc {
             format!(", {}", opts.admin_extra)
         };
         let yaml = format!(
-            "server: {{ listen: 127.0.0.1:{port}, threads: 2, shutdown_grace: 3s{server_extra} }}\n\
+            "server: {{ listen: 127.0.0.1:{port}, threads: 2, shutdown_grace: 3s, body_timeout: 3s{server_extra} }}\n\
              base_path: /scim/v2\n\
              upstream: {{ url: \"{}\", connect_timeout: 1s, read_timeout: 2s{upstream_extra} }}\n\
              tokens: {{ file: tokens.yaml }}\n\
