@@ -35,12 +35,11 @@ def sha256_hex(s):
 
 
 def record_yaml(rid, tenant, idp, sha):
-    # The block style the gate itself writes (tokens/file.rs `render`, serde_yaml).
-    return (
-        f"- id: {rid}\n  tenant: {tenant}\n  idp: {idp}\n  status: active\n"
-        f"  sha256: {sha}\n  domains: []\n  created_at: {CREATED}\n"
-        f"  refreshed_at: null\n  expires_at: null\n"
-    )
+    # The layout the gate itself writes (tokens/file.rs `render`): one JSON object per line.
+    return "  - " + json.dumps({
+        "id": rid, "tenant": tenant, "idp": idp, "status": "active", "sha256": sha,
+        "domains": [], "created_at": CREATED, "refreshed_at": None, "expires_at": None,
+    }, separators=(",", ":")) + "\n"
 
 
 def random_records(count, prefix):
