@@ -36,7 +36,7 @@ def sha256_hex(s):
 
 def record_yaml(rid, tenant, idp, sha):
     # The layout the gate itself writes (tokens/file.rs `render`): one JSON object per line.
-    return "  - " + json.dumps({
+    return "- " + json.dumps({
         "id": rid, "tenant": tenant, "idp": idp, "status": "active", "sha256": sha,
         "domains": [], "created_at": CREATED, "refreshed_at": None, "expires_at": None,
     }, separators=(",", ":")) + "\n"

@@ -214,7 +214,7 @@ pub fn render(records: &[TokenRecord]) -> Vec<u8> {
     out.reserve(records.len() * 260);
     out.extend_from_slice(b"tokens:\n");
     for r in records {
-        out.extend_from_slice(b"  - ");
+        out.extend_from_slice(b"- ");
         // A record of strings, enums and dates always serialises.
         if serde_json::to_writer(&mut out, r).is_err() {
             log::error!("token {} could not be written", r.id);
