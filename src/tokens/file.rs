@@ -1,13 +1,12 @@
 //! The token file of SPEC §3: YAML, hashes only, written by the gate and safe to edit by hand.
 
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::secret;
+use super::{secret, FastMap, FastSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -150,9 +149,11 @@ fn parse_canonical(bytes: &[u8]) -> Option<Vec<TokenRecord>> {
 
 /// The rules a set must satisfy, for files and admin changes alike.
 pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), TokenFileError> {
-    let mut ids = HashSet::new();
-    let mut hashes: HashMap<&str, &str> = HashMap::new();
-    let mut per_idp: HashMap<(&str, Idp), usize> = HashMap::new();
+    let mut ids = FastSet::default();
+    let mut hashes: FastMap<&str, &str> = FastMap::default();
+    let mut per_idp: FastMap<(&str, Idp), usize> = FastMap::default();
+    ids.reserve(records.len());
+    hashes.reserve(records.len());
     for r in records {
         let bad = |reason: &str| TokenFileError::BadField {
             id: r.id.clone(),

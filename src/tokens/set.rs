@@ -10,13 +10,12 @@
 //!   non-matching slot without touching its digest (one cache miss for most lookups, whatever
 //!   the number of tokens).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::file::{Idp, Status, TokenRecord};
-use super::secret;
+use super::{secret, FastMap, FastSet};
 
 const EMPTY: u32 = u32::MAX;
 const NONE_MS: i64 = i64::MIN;
@@ -111,8 +110,8 @@ impl TokenSet {
             digests: Vec::with_capacity(records.len()),
             ..TokenSet::default()
         };
-        let mut tenant_ids: HashMap<&str, u32> = HashMap::new();
-        let mut domain_ids: HashMap<&[String], u32> = HashMap::new();
+        let mut tenant_ids: FastMap<&str, u32> = FastMap::default();
+        let mut domain_ids: FastMap<&[String], u32> = FastMap::default();
         for r in records {
             let Some(digest) = secret::from_hex(&r.sha256) else {
                 continue;
@@ -243,14 +242,15 @@ impl TokenSet {
         &'a self,
         new: &'a [TokenRecord],
     ) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
-        let old: HashMap<&str, usize> = self
+        let old: FastMap<&str, usize> = self
             .slots
             .iter()
             .enumerate()
             .map(|(i, s)| (self.id(s), i))
             .collect();
         let (mut added, mut changed) = (Vec::new(), Vec::new());
-        let mut seen = std::collections::HashSet::with_capacity(new.len());
+        let mut seen: FastSet<&str> = FastSet::default();
+        seen.reserve(new.len());
         for r in new {
             seen.insert(r.id.as_str());
             match old.get(r.id.as_str()) {

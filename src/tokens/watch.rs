@@ -18,7 +18,7 @@ use notify::{RecursiveMode, Watcher};
 use super::TokenStore;
 
 /// How long to wait for an editor's burst of events to settle before reading the file.
-const DEBOUNCE: Duration = Duration::from_millis(30);
+const DEBOUNCE: Duration = Duration::from_millis(15);
 /// The fallback poll and expiry tick.
 const TICK: Duration = Duration::from_millis(500);
 
