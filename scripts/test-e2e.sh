@@ -10,7 +10,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="$("$ROOT/scripts/ensure-deps.sh" | tail -n 1)"
 cd "$ROOT"
 export PYTHONDONTWRITEBYTECODE=1
-export SCIM_GATE_BIN="${SCIM_GATE_BIN:-$ROOT/target/debug/scim-gate}"
+if [ -z "${SCIM_GATE_BIN:-}" ]; then
+    # The binary the Rust tests built (cargo is quick when it is up to date); honour a shared
+    # CARGO_TARGET_DIR.
+    cargo build --quiet --bin scim-gate
+    SCIM_GATE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/scim-gate"
+fi
+export SCIM_GATE_BIN
 set +e
 timeout --kill-after=30 1200 "$PY" -m pytest -s -v -p no:cacheprovider "$ROOT/tests/e2e/run_e2e.py" "$@"
 status=$?
