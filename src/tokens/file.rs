@@ -150,7 +150,8 @@ fn parse_canonical(bytes: &[u8]) -> Option<Vec<TokenRecord>> {
 /// The rules a set must satisfy, for files and admin changes alike.
 pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), TokenFileError> {
     let mut ids = FastSet::default();
-    let mut hashes: FastMap<&str, &str> = FastMap::default();
+    // Keyed by the digest's bytes (the first 8 are already uniform), not its 64 hex characters.
+    let mut hashes: FastMap<[u8; 32], &str> = FastMap::default();
     let mut per_idp: FastMap<(&str, Idp), usize> = FastMap::default();
     ids.reserve(records.len());
     hashes.reserve(records.len());
@@ -176,13 +177,13 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
         {
             return Err(bad("domains must be bare domain names like acme.com"));
         }
-        if secret::from_hex(&r.sha256).is_none() {
+        let Some(digest) = secret::from_hex(&r.sha256) else {
             return Err(TokenFileError::BadHash { id: r.id.clone() });
-        }
+        };
         if !ids.insert(r.id.as_str()) {
             return Err(TokenFileError::DuplicateId(r.id.clone()));
         }
-        if let Some(other) = hashes.insert(r.sha256.as_str(), r.id.as_str()) {
+        if let Some(other) = hashes.insert(digest, r.id.as_str()) {
             return Err(TokenFileError::DuplicateHash(
                 other.to_string(),
                 r.id.clone(),
