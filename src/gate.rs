@@ -96,6 +96,8 @@ pub struct GateCtx {
     public_prefix: String,
     rewrite_response: bool,
     response_buf: BytesMut,
+    /// The upstream's Content-Length, kept for a rewritten body that can only shrink.
+    pad_to: Option<usize>,
     upstream_status: Option<u16>,
     counted: bool,
     /// PUT and PATCH share a route; the checks need to know which one this is.
@@ -472,8 +474,24 @@ impl Gate {
         let spc = ctx.route == Some(Route::ServiceProviderConfig);
         if json && has_body && !encoded && (spc || self.upstream.prefix != ctx.public_prefix) {
             ctx.rewrite_response = true;
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            // The header leaves before the body is read, so a body whose length may change goes
+            // out chunked — unless the public prefix is no longer than the upstream's: then the
+            // rewrite can only shorten it, and padding it with JSON whitespace keeps the
+            // upstream's Content-Length (no re-framing; the common case of a long internal URL).
+            let length = resp
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            match length {
+                Some(n) if !spc && ctx.public_prefix.len() <= self.upstream.prefix.len() => {
+                    ctx.pad_to = Some(n);
+                }
+                _ => {
+                    resp.remove_header(&http::header::CONTENT_LENGTH);
+                    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                }
+            }
         }
         Ok(())
     }
@@ -500,6 +518,8 @@ impl Gate {
             );
             *body = Some(if ctx.route == Some(Route::ServiceProviderConfig) {
                 advertise_limits(rewritten, self.max_body)
+            } else if let Some(n) = ctx.pad_to {
+                pad_to(whole.freeze(), rewritten, n)
             } else {
                 rewritten
             });
@@ -733,6 +753,19 @@ fn advertise_limits(body: Bytes, max_body: usize) -> Bytes {
     serde_json::to_vec(&v).map(Bytes::from).unwrap_or(body)
 }
 
+/// `rewritten` padded with trailing spaces (JSON whitespace, RFC 8259 §2) to `n` bytes, the
+/// Content-Length already sent. Should the upstream have sent other than `n` bytes, the
+/// original body is forwarded as it came, so the framing stays whatever the upstream made it.
+fn pad_to(original: Bytes, rewritten: Bytes, n: usize) -> Bytes {
+    if original.len() != n || rewritten.len() > n {
+        return original;
+    }
+    let mut out = BytesMut::with_capacity(n);
+    out.extend_from_slice(&rewritten);
+    out.resize(n, b' ');
+    out.freeze()
+}
+
 fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Bytes {
     if from.is_empty() {
         return Bytes::copy_from_slice(haystack);
@@ -778,6 +811,20 @@ mod tests {
         assert_eq!(advertise_limits(low.clone(), 1024), low);
         let none = Bytes::from_static(br#"{"patch":{"supported":true}}"#);
         assert_eq!(advertise_limits(none.clone(), 1024), none);
+    }
+
+    #[test]
+    fn a_shrinking_rewrite_is_padded_to_the_sent_length() {
+        let up = Bytes::from_static(br#"{"l":"http://directory.internal:8080/v2/Users/1"}"#);
+        let re = replace_all(&up, b"http://directory.internal:8080/v2", b"https://g/scim");
+        let out = pad_to(up.clone(), re, up.len());
+        assert_eq!(out.len(), up.len());
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
+        assert_eq!(v["l"], "https://g/scim/Users/1");
+        assert_eq!(
+            pad_to(up.clone(), Bytes::from_static(b"{}"), up.len() + 1),
+            up
+        );
     }
 
     #[test]

@@ -323,3 +323,34 @@ fn location_and_meta_location_come_back_as_the_gates_public_url() {
         serde_json::json!(format!("http://scim.acme.example/scim/v2/Users/{id}"))
     );
 }
+
+/// When the upstream's own URL is longer than the gate's public one (a long internal root), the
+/// rewrite can only shorten the body: the gate keeps the upstream's Content-Length and pads the
+/// JSON with whitespace instead of re-framing the response as chunked.
+#[test]
+fn a_shorter_public_url_keeps_the_upstream_content_length() {
+    let up = DemoServer::start("/internal/directory/scim/v2", "127.0.0.1:0").expect("demo");
+    let t = TestToken::new("tok_pad");
+    let gate = GateProc::start(GateOpts::new(&up.base_url()), &[&t]);
+    let r = gate.call("POST", "/scim/v2/Users", Some(&t.plaintext), Some(USER));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    let r = gate.call(
+        "GET",
+        &format!("/scim/v2/Users/{id}"),
+        Some(&t.plaintext),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("transfer-encoding"), None, "not re-framed");
+    let length: usize = r
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .expect("Content-Length");
+    assert_eq!(length, r.body.len());
+    assert_eq!(
+        r.json()["meta"]["location"],
+        serde_json::json!(format!("http://127.0.0.1:{}/scim/v2/Users/{id}", gate.port))
+    );
+    assert!(!r.text().contains("/internal/directory"), "{}", r.text());
+}
