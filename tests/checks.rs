@@ -841,18 +841,14 @@ fn tolerate_forwards_the_deviations_byte_for_byte() {
     // tolerate still checks: a string that is no boolean is refused.
     e.up.dir.clear_received();
     let before = e.user(&id);
-    let r = e.req(
-        "PATCH",
-        &format!("/scim/v2/Users/{id}"),
-        &e.any,
-        patch(json!([{"op": "Replace", "path": "active", "value": "nope"}])).as_bytes(),
+    let r = e.patch_user(
+        &id,
+        json!([{"op": "Replace", "path": "active", "value": "nope"}]),
     );
     assert_rejected(&r, 400, Some("invalidValue"), &["active"]);
-    let r = e.req(
-        "PATCH",
-        &format!("/scim/v2/Users/{id}"),
-        &e.any,
-        patch(json!([{"op": "Replace", "path": "title", "value": "x"}])).as_bytes(),
+    let r = e.patch_user(
+        &id,
+        json!([{"op": "Replace", "path": "title", "value": "x"}]),
     );
     assert_rejected(&r, 400, Some("mutability"), &["title"]);
     assert_eq!(e.user(&id), before);
