@@ -167,6 +167,9 @@ pub struct PolicyConfig {
     pub groups: Updatable,
     #[serde(default = "default_extensions")]
     pub extensions: BTreeMap<String, ExtensionAttrs>,
+    /// Terms allowed in one filter, search or PATCH path (400 `invalidFilter` above).
+    #[serde(default = "default_max_filter_terms")]
+    pub max_filter_terms: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -233,6 +236,9 @@ fn default_metrics_listen() -> String {
 }
 fn default_max_body() -> usize {
     1024 * 1024
+}
+fn default_max_filter_terms() -> usize {
+    crate::scim::DEFAULT_MAX_TERMS
 }
 fn default_users() -> Updatable {
     Updatable {
@@ -314,6 +320,7 @@ impl Default for PolicyConfig {
             users: default_users(),
             groups: default_groups(),
             extensions: default_extensions(),
+            max_filter_terms: default_max_filter_terms(),
         }
     }
 }
@@ -428,6 +435,12 @@ impl Config {
                 "must be above zero".into(),
             ));
         }
+        if self.policy.max_filter_terms == 0 {
+            return Err(invalid(
+                "policy.max_filter_terms",
+                "must be at least 1".into(),
+            ));
+        }
         for (urn, attrs) in &self.policy.extensions {
             if let ExtensionAttrs::All(s) = attrs {
                 if s != "*" {
@@ -478,6 +491,7 @@ impl Config {
                     (urn.clone(), allow)
                 })
                 .collect(),
+            max_filter_terms: self.policy.max_filter_terms,
         }
     }
 

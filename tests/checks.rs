@@ -1430,3 +1430,52 @@ fn stalled_large_body_gets_408_within_the_body_deadline() {
     assert_eq!(e.group(&gid), before);
     e.assert_no_write("stalled large body");
 }
+
+/// Reliability finding 1: a filter of ~100 000 `or` terms (search or PATCH value path) fits in
+/// the 1 MiB body and used to abort the whole process with a stack overflow. Now it is a 400
+/// `invalidFilter`, the gate keeps serving, and `policy.max_filter_terms` sets the bound.
+#[test]
+fn a_filter_with_too_many_terms_is_400_and_the_gate_survives() {
+    let e = env_with("policy: { max_filter_terms: 50 }");
+    let id = e.seed_user();
+    let before = e.user(&id);
+    // `a pr or a pr or …`: 100 000 terms in ~800 KB.
+    let chain = |n: usize| vec!["a pr"; n].join(" or ");
+    let search = |n: usize| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+               "filter": chain(n)})
+        .to_string()
+    };
+    let huge = search(100_000);
+    assert!(huge.len() < 1_048_576, "{}", huge.len());
+    let r = e.req("POST", "/scim/v2/Users/.search", &e.any, huge.as_bytes());
+    assert_scim_error(&r, 400, Some("invalidFilter"));
+    let r = e.req("POST", "/scim/v2/.search", &e.any, search(51).as_bytes());
+    assert_scim_error(&r, 400, Some("invalidFilter"));
+    // At the bound the gate forwards (the demo directory then refuses `pr` itself).
+    e.req(
+        "POST",
+        "/scim/v2/Users/.search",
+        &e.any,
+        search(50).as_bytes(),
+    );
+    let forwarded = e.writes();
+    assert_eq!(forwarded.len(), 1, "the search at the bound is forwarded");
+    assert!(
+        forwarded[0].path.ends_with("/Users/.search"),
+        "{}",
+        forwarded[0].path
+    );
+    e.up.dir.clear_received();
+    let path = format!("emails[{}].value", chain(80_000).replace('a', "value"));
+    let r = e.patch_user(
+        &id,
+        json!([{"op": "replace", "path": path, "value": "x@y"}]),
+    );
+    assert_scim_error(&r, 400, Some("invalidFilter"));
+    // Still alive, still answering.
+    let r = e.req("GET", &format!("/scim/v2/Users/{id}"), &e.any, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(e.user(&id), before);
+    e.assert_no_write("over-long filters");
+}

@@ -18,9 +18,9 @@ use serde_json::{Map, Value};
 
 use super::dialect::{self, Deviation, OpKind};
 use super::error::Rejection;
-use super::filter::{parse_filter, split_attr_sub, starts_with_ci};
+use super::filter::{parse_filter_limited, split_attr_sub, starts_with_ci};
 use super::json::{get_ci, key_ci, parse_object, unassigned};
-use super::path::{parse_path_in, PatchPath};
+use super::path::{parse_path_in, PatchPath, PathError};
 use super::policy::{Dialect, Extension, Inner, Policy, Resource, Rules};
 use super::schema::{
     self, AttrDef, AttrType, Mutability, BULK_REQUEST_URN, PATCH_OP_URN, SEARCH_REQUEST_URN,
@@ -743,8 +743,8 @@ impl<'p> Cx<'p> {
     }
 
     fn parse(&self, p: &str, loc: &Loc) -> Result<PatchPath, Rejection> {
-        parse_path_in(p, &self.p.known_urns)
-            .map_err(|e| Rejection::path(format!("{loc}: invalid path '{p}': {e}")))
+        parse_path_in(p, &self.p.known_urns, self.p.max_filter_terms)
+            .map_err(|e| path_rejection(format!("{loc}: invalid path '{p}'"), &e))
     }
 
     /// `remove` needs a path (RFC 7644 §3.5.2.2, else `noTarget`) and takes no value, except
@@ -823,9 +823,10 @@ impl<'p> Cx<'p> {
                 keep.insert(k, sv);
                 continue;
             }
-            let pp = parse_path_in(&k, &self.p.known_urns).map_err(|e| {
-                Rejection::path(format!("{loc}: value key '{k}' is not a valid path: {e}"))
-            })?;
+            let pp =
+                parse_path_in(&k, &self.p.known_urns, self.p.max_filter_terms).map_err(|e| {
+                    path_rejection(format!("{loc}: value key '{k}' is not a valid path"), &e)
+                })?;
             let plain =
                 pp.attr.is_none() || (pp.urn.is_none() && pp.filter.is_none() && pp.sub.is_none());
             if plain {
@@ -1181,7 +1182,7 @@ fn check_search_member(p: &Inner, k: &str, v: &Value) -> Result<(), Rejection> {
             let s = v
                 .as_str()
                 .ok_or_else(|| Rejection::filter("'filter' must be a string"))?;
-            parse_filter(s)
+            parse_filter_limited(s, p.max_filter_terms)
                 .map(|_| ())
                 .map_err(|e| Rejection::filter(format!("invalid filter: {e}")))
         }
@@ -1193,8 +1194,8 @@ fn check_search_member(p: &Inner, k: &str, v: &Value) -> Result<(), Rejection> {
                 let s = item.as_str().ok_or_else(|| {
                     Rejection::value(format!("'{k}' must be an array of strings"))
                 })?;
-                parse_path_in(s, &p.known_urns)
-                    .map_err(|e| Rejection::path(format!("'{k}': invalid path '{s}': {e}")))?;
+                parse_path_in(s, &p.known_urns, p.max_filter_terms)
+                    .map_err(|e| path_rejection(format!("'{k}': invalid path '{s}'"), &e))?;
             }
             Ok(())
         }
@@ -1213,6 +1214,15 @@ fn check_search_member(p: &Inner, k: &str, v: &Value) -> Result<(), Rejection> {
         _ => Err(Rejection::value(format!(
             "unknown SearchRequest attribute '{k}'"
         ))),
+    }
+}
+
+/// A path that did not parse is `invalidPath`, except a value filter over the term limit,
+/// which is `invalidFilter` like an over-long search filter (the limit is on filters).
+fn path_rejection(what: String, e: &PathError) -> Rejection {
+    match e {
+        PathError::Filter(f) if f.too_many_terms => Rejection::filter(format!("{what}: {e}")),
+        _ => Rejection::path(format!("{what}: {e}")),
     }
 }
 

@@ -23,6 +23,11 @@ use std::fmt;
 /// must not overflow the stack (a panic in a proxy thread).
 const MAX_DEPTH: usize = 32;
 
+/// The default bound on comparison terms in one filter (`policy.max_filter_terms`). A 1 MiB
+/// body holds ~100 000 terms; each costs a node, so the bound keeps both the work and the
+/// memory of one filter small, whatever the body size.
+pub const DEFAULT_MAX_TERMS: usize = 1000;
+
 /// A parsed filter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
@@ -36,10 +41,13 @@ pub enum Filter {
     Present(AttrPath),
     /// `not (f)`
     Not(Box<Filter>),
-    /// `a and b`
-    And(Box<Filter>, Box<Filter>),
-    /// `a or b`
-    Or(Box<Filter>, Box<Filter>),
+    /// `a and b and …`: flat, two or more operands. A chain of terms is one node with a list,
+    /// never a left-deep tree, so the depth of a filter (and the recursion of its drop, its
+    /// printing and every walk over it) is bounded by the bracket nesting (`MAX_DEPTH`), not by
+    /// the number of terms an attacker can fit in a body.
+    And(Vec<Filter>),
+    /// `a or b or …`: flat, two or more operands (see [`Filter::And`]).
+    Or(Vec<Filter>),
     /// `attrPath[f]`, e.g. `emails[type eq "work" and value co "@example.com"]`
     ValuePath { path: AttrPath, filter: Box<Filter> },
 }
@@ -82,11 +90,18 @@ pub enum Literal {
 pub struct FilterError {
     pub offset: usize,
     pub message: String,
+    /// The filter is well-formed so far but has more terms than allowed.
+    pub too_many_terms: bool,
 }
 
-/// Parse a whole filter string.
+/// Parse a whole filter string with at most [`DEFAULT_MAX_TERMS`] terms.
 pub fn parse_filter(s: &str) -> Result<Filter, FilterError> {
-    let mut c = Cursor::new(s);
+    parse_filter_limited(s, DEFAULT_MAX_TERMS)
+}
+
+/// Parse a whole filter string with at most `max_terms` comparison (or `pr`) terms.
+pub fn parse_filter_limited(s: &str, max_terms: usize) -> Result<Filter, FilterError> {
+    let mut c = Cursor::new(s, max_terms);
     let f = c.filter(0)?;
     c.skip_ws();
     if !c.at_end() {
@@ -133,6 +148,8 @@ impl CompareOp {
 pub(crate) struct Cursor<'a> {
     s: &'a str,
     pos: usize,
+    /// Terms the rest of the filter may still hold (`policy.max_filter_terms`).
+    terms_left: usize,
 }
 
 pub(crate) fn is_name_start(b: u8) -> bool {
@@ -167,12 +184,16 @@ pub(crate) fn split_attr_sub(s: &str) -> Option<(String, Option<String>)> {
 }
 
 impl<'a> Cursor<'a> {
-    pub(crate) fn new(s: &'a str) -> Self {
-        Cursor { s, pos: 0 }
+    pub(crate) fn new(s: &'a str, max_terms: usize) -> Self {
+        Cursor::at(s, 0, max_terms)
     }
 
-    pub(crate) fn at(s: &'a str, pos: usize) -> Self {
-        Cursor { s, pos }
+    pub(crate) fn at(s: &'a str, pos: usize, max_terms: usize) -> Self {
+        Cursor {
+            s,
+            pos,
+            terms_left: max_terms,
+        }
     }
 
     pub(crate) fn pos(&self) -> usize {
@@ -191,6 +212,7 @@ impl<'a> Cursor<'a> {
         FilterError {
             offset: self.pos,
             message: message.to_string(),
+            too_many_terms: false,
         }
     }
 
@@ -232,40 +254,53 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// `or` level: left-associative chain of `and` terms.
+    /// `or` level: a chain of `and` terms, collected into one flat node.
     pub(crate) fn filter(&mut self, depth: usize) -> Result<Filter, FilterError> {
         if depth > MAX_DEPTH {
             return Err(self.err("filter nested too deeply"));
         }
-        let mut left = self.and_term(depth)?;
+        let first = self.and_term(depth)?;
+        let rest = self.chain("or", |c| c.and_term(depth))?;
+        Ok(flat(first, rest, Filter::Or))
+    }
+
+    fn and_term(&mut self, depth: usize) -> Result<Filter, FilterError> {
+        let first = self.unary(depth)?;
+        let rest = self.chain("and", |c| c.unary(depth))?;
+        Ok(flat(first, rest, Filter::And))
+    }
+
+    /// The operands after the first of a `kw`-separated chain (empty when there is none).
+    fn chain(
+        &mut self,
+        kw: &str,
+        mut operand: impl FnMut(&mut Self) -> Result<Filter, FilterError>,
+    ) -> Result<Vec<Filter>, FilterError> {
+        let mut rest = Vec::new();
         loop {
             let save = self.pos;
             self.skip_ws();
-            if self.eat_keyword("or") {
+            if self.eat_keyword(kw) {
                 self.skip_ws();
-                let right = self.and_term(depth)?;
-                left = Filter::Or(Box::new(left), Box::new(right));
+                rest.push(operand(self)?);
             } else {
                 self.pos = save;
-                return Ok(left);
+                return Ok(rest);
             }
         }
     }
 
-    fn and_term(&mut self, depth: usize) -> Result<Filter, FilterError> {
-        let mut left = self.unary(depth)?;
-        loop {
-            let save = self.pos;
-            self.skip_ws();
-            if self.eat_keyword("and") {
-                self.skip_ws();
-                let right = self.unary(depth)?;
-                left = Filter::And(Box::new(left), Box::new(right));
-            } else {
-                self.pos = save;
-                return Ok(left);
-            }
+    /// Counts one term against `max_filter_terms`.
+    fn take_term(&mut self) -> Result<(), FilterError> {
+        if self.terms_left == 0 {
+            return Err(FilterError {
+                too_many_terms: true,
+                ..self
+                    .err("the filter has more terms than the gate allows (policy.max_filter_terms)")
+            });
         }
+        self.terms_left -= 1;
+        Ok(())
     }
 
     fn unary(&mut self, depth: usize) -> Result<Filter, FilterError> {
@@ -297,6 +332,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn attr_exp(&mut self, depth: usize) -> Result<Filter, FilterError> {
+        self.take_term()?;
         let path = self.attr_path()?;
         if self.eat(b'[') {
             self.skip_ws();
@@ -445,6 +481,21 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// `first` alone, or `first` and `rest` as one n-ary node built by `node`. A bracketed first
+/// operand of the same kind is spliced in: `(a or b) or c` is `a or b or c`, as it was when the
+/// operators were left-associative binary nodes.
+fn flat(first: Filter, rest: Vec<Filter>, node: fn(Vec<Filter>) -> Filter) -> Filter {
+    if rest.is_empty() {
+        return first;
+    }
+    let mut operands = match (first, node(Vec::new())) {
+        (Filter::And(v), Filter::And(_)) | (Filter::Or(v), Filter::Or(_)) => v,
+        (first, _) => vec![first],
+    };
+    operands.extend(rest);
+    node(operands)
+}
+
 pub(crate) fn starts_with_ci(s: &str, prefix: &str) -> bool {
     s.get(..prefix.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
@@ -510,18 +561,20 @@ impl Filter {
         }
     }
 
-    /// Operators are left-associative: a right child of the same precedence needs parentheses.
-    fn fmt_binary(
-        &self,
-        f: &mut fmt::Formatter<'_>,
-        l: &Filter,
-        r: &Filter,
-        kw: &str,
-    ) -> fmt::Result {
+    /// A later operand of the same precedence needs parentheses: without them it would parse
+    /// back into this node's own list (`a and (b and c)` is a node inside a node). The first
+    /// never is one (the parser splices it in, see `flat`).
+    fn fmt_chain(&self, f: &mut fmt::Formatter<'_>, operands: &[Filter], kw: &str) -> fmt::Result {
         let p = self.precedence();
-        l.fmt_child(f, l.precedence() < p)?;
-        write!(f, " {kw} ")?;
-        r.fmt_child(f, r.precedence() <= p)
+        for (i, child) in operands.iter().enumerate() {
+            if i > 0 {
+                write!(f, " {kw} ")?;
+                child.fmt_child(f, child.precedence() <= p)?;
+            } else {
+                child.fmt_child(f, child.precedence() < p)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -531,8 +584,8 @@ impl fmt::Display for Filter {
             Filter::Compare { path, op, value } => write!(f, "{path} {} {value}", op.as_str()),
             Filter::Present(path) => write!(f, "{path} pr"),
             Filter::Not(inner) => write!(f, "not ({inner})"),
-            Filter::And(l, r) => self.fmt_binary(f, l, r, "and"),
-            Filter::Or(l, r) => self.fmt_binary(f, l, r, "or"),
+            Filter::And(operands) => self.fmt_chain(f, operands, "and"),
+            Filter::Or(operands) => self.fmt_chain(f, operands, "or"),
             Filter::ValuePath { path, filter } => write!(f, "{path}[{filter}]"),
         }
     }

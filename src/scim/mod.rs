@@ -48,7 +48,10 @@ pub mod schema;
 
 pub use check::{Checked, Prepared, Request, WriteMethod};
 pub use error::{RejectReason, Rejection};
-pub use filter::{parse_filter, AttrPath, CompareOp, Filter, FilterError, Literal};
+pub use filter::{
+    parse_filter, parse_filter_limited, AttrPath, CompareOp, Filter, FilterError, Literal,
+    DEFAULT_MAX_TERMS,
+};
 pub use path::{parse_path, PatchPath, PathError};
 pub use policy::{Dialect, ExtensionAllow, Policy, PolicySpec, PolicySpecError, Resource};
 

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::filter::{split_attr_sub, starts_with_ci, Cursor, Filter};
+use super::filter::{split_attr_sub, starts_with_ci, Cursor, Filter, DEFAULT_MAX_TERMS};
 
 /// A parsed PATCH path. Names are kept as written; the checks compare them case-insensitively.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,13 +44,15 @@ pub enum PathError {
 /// Parse a PATCH path. `known_urns` are the schema URNs the gate knows (core, enterprise and the
 /// policy's extensions), in any order and case.
 pub fn parse_path(s: &str, known_urns: &[&str]) -> Result<PatchPath, PathError> {
-    parse_path_in(s, known_urns)
+    parse_path_in(s, known_urns, DEFAULT_MAX_TERMS)
 }
 
-/// [`parse_path`] over any list of URN strings (the compiled policy keeps `String`s).
+/// [`parse_path`] over any list of URN strings (the compiled policy keeps `String`s), with at
+/// most `max_terms` terms in a value filter.
 pub(crate) fn parse_path_in<S: AsRef<str>>(
     s: &str,
     known_urns: &[S],
+    max_terms: usize,
 ) -> Result<PatchPath, PathError> {
     let s = s.trim_matches(|c| c == ' ' || c == '\t');
     if s.is_empty() {
@@ -85,7 +87,7 @@ pub(crate) fn parse_path_in<S: AsRef<str>>(
     if head_sub.is_some() {
         return Err(PathError::BadName(s.to_string()));
     }
-    let (filter, after) = bracket_filter(s, rest_at + name_end + 1)?;
+    let (filter, after) = bracket_filter(s, rest_at + name_end + 1, max_terms)?;
     let tail = s.get(after..).unwrap_or("");
     let sub = match tail.strip_prefix('.') {
         None if tail.is_empty() => None,
@@ -105,8 +107,8 @@ pub(crate) fn parse_path_in<S: AsRef<str>>(
 
 /// The filter between '[' (already consumed, content starts at `start`) and ']'; returns the
 /// filter and the offset just after ']'.
-fn bracket_filter(s: &str, start: usize) -> Result<(Filter, usize), PathError> {
-    let mut c = Cursor::at(s, start);
+fn bracket_filter(s: &str, start: usize, max_terms: usize) -> Result<(Filter, usize), PathError> {
+    let mut c = Cursor::at(s, start, max_terms);
     c.skip_ws();
     let f = c.filter(1)?;
     c.skip_ws();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::filter::valid_attr_name;
+use super::filter::DEFAULT_MAX_TERMS;
 use super::path::parse_path_in;
 use super::schema::{self, AttrDef, ENTERPRISE_URN, GROUP_URN, USER_URN};
 
@@ -36,6 +37,8 @@ pub struct PolicySpec {
     pub users_updatable: Vec<String>,
     pub groups_updatable: Vec<String>,
     pub extensions: Vec<(String, ExtensionAllow)>,
+    /// Terms allowed in one filter, search or PATCH path (`policy.max_filter_terms`).
+    pub max_filter_terms: usize,
 }
 
 /// The SCIM resource types the gate checks.
@@ -107,6 +110,7 @@ impl Default for PolicySpec {
                     ExtensionAllow::All,
                 ),
             ],
+            max_filter_terms: DEFAULT_MAX_TERMS,
         }
     }
 }
@@ -125,6 +129,7 @@ pub(crate) struct Inner {
     pub extensions: Vec<Extension>,
     /// Lower-cased, longest first: the path parser takes the longest match.
     pub known_urns: Vec<String>,
+    pub max_filter_terms: usize,
 }
 
 #[derive(Debug)]
@@ -253,6 +258,7 @@ impl Policy {
                 groups,
                 extensions,
                 known_urns,
+                max_filter_terms: spec.max_filter_terms,
             }),
         })
     }
@@ -343,7 +349,8 @@ fn compile_rules(
             entry: entry.clone(),
             reason,
         };
-        let p = parse_path_in(entry, known_urns).map_err(|e| bad(e.to_string()))?;
+        let p =
+            parse_path_in(entry, known_urns, DEFAULT_MAX_TERMS).map_err(|e| bad(e.to_string()))?;
         if p.filter.is_some() {
             return Err(bad(
                 "an updatable entry names an attribute, not a filter".into()

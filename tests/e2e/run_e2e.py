@@ -903,6 +903,7 @@ SPEC_DEFAULT_POLICY_YAML = f"""policy:
     {ENTERPRISE}:
     - department
     urn:ietf:params:scim:schemas:extension:ivanti:2.0:User: '*'
+  max_filter_terms: 1000
 """
 
 # `expect: pass` fixtures that the gate forwards (as it should) but that scim2-server refuses for

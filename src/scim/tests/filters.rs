@@ -1,6 +1,8 @@
 //! Filter parser: RFC 7644 §3.4.2.2 examples, precedence, literals, errors.
 
-use super::super::filter::{parse_filter, AttrPath, CompareOp, Filter, Literal};
+use super::super::filter::{
+    parse_filter, parse_filter_limited, AttrPath, CompareOp, Filter, Literal,
+};
 
 fn f(s: &str) -> Filter {
     match parse_filter(s) {
@@ -66,19 +68,39 @@ fn urn_attribute_path() {
 fn precedence_not_and_or() {
     // a or b and c  ==  a or (b and c)
     let x = f("a pr or b pr and c pr");
-    let Filter::Or(_, right) = x else {
+    let Filter::Or(operands) = x else {
         panic!("or must bind loosest")
     };
-    assert!(matches!(*right, Filter::And(..)));
+    assert_eq!(operands.len(), 2);
+    assert!(matches!(operands[1], Filter::And(..)));
     // (a or b) and c
     let x = f("(a pr or b pr) and c pr");
     assert!(matches!(x, Filter::And(..)));
-    // left-associative
+    // a chain is one flat node, in order
     let x = f("a pr and b pr and c pr");
-    let Filter::And(left, _) = x else {
+    let Filter::And(operands) = x else {
         panic!("expected and")
     };
-    assert!(matches!(*left, Filter::And(..)));
+    let names: Vec<_> = operands
+        .iter()
+        .map(|o| match o {
+            Filter::Present(p) => p.attr.as_str(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    // a bracketed chain on the right stays its own node; on the left it is the same chain
+    let x = f("a pr and (b pr and c pr)");
+    let Filter::And(operands) = x else {
+        panic!("expected and")
+    };
+    assert_eq!(operands.len(), 2);
+    assert!(matches!(&operands[1], Filter::And(inner) if inner.len() == 2));
+    assert_eq!(
+        x_to_string("a pr and (b pr and c pr)"),
+        "a pr and (b pr and c pr)"
+    );
+    assert_eq!(f("(a pr and b pr) and c pr"), f("a pr and b pr and c pr"));
     assert!(matches!(f("not (a pr) and b pr"), Filter::And(..)));
 }
 
@@ -151,6 +173,44 @@ fn malformed_filters_are_errors() {
     ] {
         assert!(parse_filter(bad).is_err(), "'{bad}' should not parse");
     }
+}
+
+fn x_to_string(s: &str) -> String {
+    f(s).to_string()
+}
+
+/// Regression (reliability finding 1): ~100 000 `or` terms fit in a 1 MiB body. The parser
+/// built a left-deep tree whose drop recursed once per term and overflowed the stack, aborting
+/// the whole gate. Now the term count is bounded, and even without a bound the tree is flat.
+#[test]
+fn a_long_term_chain_is_bounded_and_never_deep() {
+    let chain = |n: usize, kw: &str| {
+        (0..n)
+            .map(|i| format!("userName eq \"u{i}\""))
+            .collect::<Vec<_>>()
+            .join(&format!(" {kw} "))
+    };
+    for kw in ["or", "and"] {
+        let long = chain(100_000, kw);
+        let e = parse_filter(&long).expect_err("over the default bound");
+        assert!(e.too_many_terms, "{e}");
+        let e = parse_filter_limited(&chain(11, kw), 10).expect_err("over a bound of 10");
+        assert!(e.too_many_terms, "{e}");
+        assert!(parse_filter_limited(&chain(10, kw), 10).is_ok());
+        // Unbounded, the same input parses into one flat node and drops without recursion.
+        let parsed = parse_filter_limited(&long, usize::MAX).expect("parses");
+        match &parsed {
+            Filter::Or(v) | Filter::And(v) => assert_eq!(v.len(), 100_000),
+            other => panic!("expected a flat chain, got {other:?}"),
+        }
+        drop(parsed);
+    }
+    // Terms inside brackets and value filters count too.
+    let nested = format!("emails[{}]", chain(1001, "or"));
+    assert!(parse_filter(&nested).expect_err("bounded").too_many_terms);
+    let e = parse_filter("(a pr or b pr) and (c pr or d pr)").map(|_| ());
+    assert!(e.is_ok());
+    assert!(parse_filter_limited("(a pr or b pr) and (c pr or d pr)", 3).is_err());
 }
 
 #[test]
