@@ -134,7 +134,7 @@ pub(crate) fn key_ci(obj: &Map<String, Value>, name: &str) -> Option<String> {
     obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
 }
 
-/// RFC 7643 §2.5 / SCIM-NOTES: `null`, a missing attribute and `[]` all mean "unassigned".
+/// RFC 7643 §2.5: `null`, a missing attribute and `[]` all mean "unassigned".
 pub(crate) fn unassigned(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => true,

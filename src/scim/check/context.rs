@@ -5,11 +5,11 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::scim::dialect::Deviation;
+use crate::scim::dialect::{Deviation, Verdict};
 use crate::scim::error::Rejection;
 use crate::scim::json::get_ci;
 use crate::scim::path::PathError;
-use crate::scim::policy::{Dialect, Inner, Resource, Rules};
+use crate::scim::policy::{Inner, Resource, Rules};
 use crate::scim::schema::{AttrDef, AttrType};
 
 /// Where in the body a message points, built only when a message is written.
@@ -38,7 +38,7 @@ pub(super) struct Cx<'p> {
     pub(super) p: &'p Inner,
     pub(super) resource: Resource,
     pub(super) domains: &'p [String],
-    /// Something was rewritten to RFC form.
+    /// The forwarded body must be re-encoded: a deviation's verdict was [`Verdict::Rewrite`].
     pub(super) changed: bool,
 }
 
@@ -83,19 +83,29 @@ impl<'p> Cx<'p> {
         }
     }
 
-    pub(super) fn normalize(&self) -> bool {
-        self.p.dialect == Dialect::Normalize
-    }
-
-    /// A known deviation: refused under `strict`, accepted otherwise.
-    pub(super) fn deviate(&self, dev: Deviation, at: impl fmt::Display) -> Result<(), Rejection> {
-        if self.p.dialect == Dialect::Strict {
-            return Err(Rejection::dialect(
+    /// The one place where a recognised deviation meets the dialect (`docs/scim-checks.md`,
+    /// "Dialects"; the decision itself is [`Deviation::verdict`]). Refuses, or answers whether
+    /// the caller must rewrite the forwarded body, and then records that the body changed.
+    pub(super) fn deviate(
+        &mut self,
+        dev: Deviation,
+        at: impl fmt::Display,
+    ) -> Result<bool, Rejection> {
+        match dev.verdict(self.p.dialect) {
+            Verdict::Refuse => Err(Rejection::dialect(
                 dev.scim_type(),
-                format!("{at}: {} (dialect strict)", dev.describe()),
-            ));
+                format!(
+                    "{at}: {} (dialect {})",
+                    dev.describe(),
+                    self.p.dialect.name()
+                ),
+            )),
+            Verdict::AsSent => Ok(false),
+            Verdict::Rewrite => {
+                self.changed = true;
+                Ok(true)
+            }
         }
-        Ok(())
     }
 
     pub(super) fn rules(&self) -> &'p Rules {

@@ -43,24 +43,30 @@ use serde_json::Value;
 use self::context::{require_schema, Cx};
 use super::error::Rejection;
 use super::json::parse_object;
-use super::policy::{Dialect, Policy, Resource};
+use super::policy::{Policy, Resource};
 use super::schema::SEARCH_REQUEST_URN;
 
 /// The write methods the gate checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMethod {
+    /// Create (RFC 7644 §3.3).
     Post,
+    /// Replace (RFC 7644 §3.5.1); compared with the current resource in phase two.
     Put,
+    /// Modify (RFC 7644 §3.5.2).
     Patch,
 }
 
 /// One SCIM write as the proxy sees it.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
+    /// The resource type the route names.
     pub resource: Resource,
+    /// The HTTP method.
     pub method: WriteMethod,
     /// The `{id}` of `/Users/{id}` for PUT and PATCH.
     pub id: Option<&'a str>,
+    /// The whole request body, as received.
     pub body: &'a [u8],
     /// The token's e-mail domains; empty = any.
     pub domains: &'a [String],
@@ -117,9 +123,8 @@ impl Policy {
     /// single request it stands for; details start with `Operations[i]: `.
     pub fn prepare_bulk(&self, body: &[u8], domains: &[String]) -> Result<Prepared, Rejection> {
         let mut root = parse_object(body)?;
-        let mut cx = Cx::new(&self.inner, Resource::Users, domains);
-        let puts = cx.check_bulk(&mut root)?;
-        self.prepared(cx.changed, root, puts, |root, prefix| {
+        let (puts, changed) = bulk::check_bulk(&self.inner, &mut root, domains)?;
+        self.prepared(changed, root, puts, |root, prefix| {
             bulk::bulk_data(root, prefix)
                 .cloned()
                 .unwrap_or(Value::Null)
@@ -140,7 +145,7 @@ impl Policy {
         Ok(())
     }
 
-    /// Serialize the rewritten body if `normalize` changed something, and record the PUTs.
+    /// Serialize the body if a deviation's verdict rewrote it, and record the PUTs.
     fn prepared(
         &self,
         changed: bool,
@@ -148,7 +153,7 @@ impl Policy {
         puts: Vec<(Resource, String, String)>,
         value_of: impl Fn(&Value, &str) -> Value,
     ) -> Result<Prepared, Rejection> {
-        let body = if changed && self.inner.dialect == Dialect::Normalize {
+        let body = if changed {
             Some(serde_json::to_vec(&root).map_err(|e| {
                 Rejection::invalid_json(format!("the body could not be re-encoded: {e}"))
             })?)
@@ -182,7 +187,7 @@ impl Prepared {
     }
 
     /// Phase two: compare each PUT with the current resource. Every attribute that is neither
-    /// updatable nor readOnly must be unchanged (SPEC §5): a PUT replaces the whole resource
+    /// updatable nor readOnly must be unchanged (`docs/scim-checks.md`): a PUT replaces the whole resource
     /// (RFC 7644 §3.5.1), so leaving an attribute out drops it, and that is a change too.
     pub fn finish(
         self,

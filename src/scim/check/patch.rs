@@ -66,12 +66,8 @@ impl<'p> Cx<'p> {
                     "{loc}: 'op' must be \"add\", \"replace\" or \"remove\""
                 ))
             })?;
-        if !lower {
-            self.deviate(Deviation::CapitalisedOp, loc)?;
-            if self.normalize() {
-                o.insert(op_key, Value::String(kind.as_str().into()));
-                self.changed = true;
-            }
+        if !lower && self.deviate(Deviation::CapitalisedOp, loc)? {
+            o.insert(op_key, Value::String(kind.as_str().into()));
         }
         let path = match get_ci(o, "path") {
             None | Some(Value::Null) => None,
@@ -128,12 +124,11 @@ impl<'p> Cx<'p> {
                     "{loc}: 'remove' takes no 'value' (use a filter in the path)"
                 ))
             })?;
-        self.deviate(Deviation::MemberRemovalValue, loc)?;
+        let rewrite = self.deviate(Deviation::MemberRemovalValue, loc)?;
         self.check_target(&pp, &p, OpKind::Remove, None, loc)?;
-        if !self.normalize() {
+        if !rewrite {
             return Ok(OpOutcome::Keep);
         }
-        self.changed = true;
         let attr = p.trim();
         Ok(OpOutcome::ReplaceWith(
             ids.into_iter()
@@ -177,6 +172,7 @@ impl<'p> Cx<'p> {
         let mut extra = Vec::new();
         for (k, mut sv) in taken {
             if k.eq_ignore_ascii_case("schemas") {
+                self.deviate(Deviation::NestedSchemas, format_args!("{loc}: '{k}'"))?;
                 keep.insert(k, sv);
                 continue;
             }
@@ -193,10 +189,7 @@ impl<'p> Cx<'p> {
                     .filter(|_| pp.urn.is_none())
                     .and_then(|a| schema::find(self.resource.attrs(), a));
                 if is_read_only(def) {
-                    self.deviate(Deviation::ReadOnlyInValue, format_args!("{loc}: '{k}'"))?;
-                    if self.normalize() {
-                        self.changed = true;
-                    } else {
+                    if !self.deviate(Deviation::ReadOnlyInValue, format_args!("{loc}: '{k}'"))? {
                         keep.insert(k, sv);
                     }
                     continue;
@@ -205,11 +198,10 @@ impl<'p> Cx<'p> {
                 keep.insert(k, sv);
                 continue;
             }
-            self.deviate(Deviation::PathKeyInValue, format_args!("{loc}: '{k}'"))?;
+            let rewrite = self.deviate(Deviation::PathKeyInValue, format_args!("{loc}: '{k}'"))?;
             self.check_target(&pp, &k, kind, Some(&mut sv), loc)?;
-            if self.normalize() {
+            if rewrite {
                 extra.push(dialect::path_op(kind, k.trim(), sv));
-                self.changed = true;
             } else {
                 keep.insert(k, sv);
             }

@@ -10,7 +10,7 @@ use crate::scim::json::get_ci;
 use crate::scim::policy::{Inner, Resource};
 use crate::scim::schema::{self, AttrDef, AttrType, Mutability};
 
-/// Compare a PUT body with the current resource (SPEC §5). Compared: the core attributes of
+/// Compare a PUT body with the current resource (`docs/scim-checks.md`, "PUT comparison"). Compared: the core attributes of
 /// the schema and every attribute of the policy's extensions. Not compared: readOnly
 /// attributes (ignored on input, RFC 7643 §2.2), `password` (writeOnly, never returned; checked
 /// in phase one), updatable attributes, and attributes of the current resource the gate does
@@ -140,6 +140,12 @@ pub(super) fn canon(def: Option<&'static AttrDef>, v: Option<&Value>, excl: &[&s
 pub(super) fn canon_item(def: Option<&'static AttrDef>, v: &Value, excl: &[&str]) -> Value {
     match v {
         Value::String(s) if s.is_empty() => Value::Null,
+        // `manager-string`: a bare manager id means `{"value": id}` (`docs/scim-checks.md`).
+        Value::String(s) if def.is_some_and(schema::is_manager) => {
+            let mut m = Map::new();
+            m.insert("value".into(), Value::String(s.clone()));
+            canon_item(def, &Value::Object(m), excl)
+        }
         Value::String(s) => {
             if def.is_some_and(|d| d.ty == AttrType::Boolean) {
                 if let Some(b) = dialect::bool_from_string(s) {

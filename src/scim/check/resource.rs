@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::context::{require_schema, Cx, Loc};
 use super::WriteMethod;
+use crate::scim::dialect::Deviation;
 use crate::scim::error::Rejection;
 use crate::scim::filter::starts_with_ci;
 use crate::scim::json::{get_ci, unassigned};
@@ -12,22 +13,28 @@ use crate::scim::policy::{Extension, Inner, Resource};
 use crate::scim::schema::{self, Mutability};
 
 impl<'p> Cx<'p> {
-    /// Entra adds a non-URN schema id to groups
+    /// Deviation `foreign-schema-id`: Entra adds a non-URN schema id to groups
     /// (`http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group`). It names no
-    /// attribute, the gate tolerates it in every dialect, and `normalize` removes it because
-    /// strict directories (scim2-server among them) refuse unknown schema ids.
-    pub(super) fn drop_foreign_schema_ids(&mut self, obj: &mut Map<String, Value>) {
+    /// attribute; strict directories (scim2-server among them) refuse unknown schema ids, so
+    /// where the verdict says rewrite it is removed.
+    pub(super) fn foreign_schema_ids(
+        &mut self,
+        obj: &mut Map<String, Value>,
+    ) -> Result<(), Rejection> {
+        let is_urn = |s: &Value| s.as_str().is_none_or(|s| starts_with_ci(s, "urn:"));
         let Some((_, Value::Array(items))) = obj
             .iter_mut()
             .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
         else {
-            return;
+            return Ok(());
         };
-        let before = items.len();
-        items.retain(|s| s.as_str().is_none_or(|s| starts_with_ci(s, "urn:")));
-        if items.len() != before {
-            self.changed = true;
+        if items.iter().all(is_urn) {
+            return Ok(());
         }
+        if self.deviate(Deviation::ForeignSchemaId, "schemas")? {
+            items.retain(is_urn);
+        }
+        Ok(())
     }
 
     /// A full resource (POST, PUT; RFC 7644 §3.3, §3.5.1).
@@ -40,10 +47,7 @@ impl<'p> Cx<'p> {
             return Err(Rejection::invalid_json("the body must be a JSON object"));
         };
         let schemas = require_schema(obj, self.resource.core_urn())?;
-        let strip = self.normalize();
-        if strip {
-            self.drop_foreign_schema_ids(obj);
-        }
+        self.foreign_schema_ids(obj)?;
         let mut drop = Vec::new();
         // Extension objects first, then core attributes, each by name: the first error reported
         // does not depend on the map's iteration order.
@@ -55,7 +59,7 @@ impl<'p> Cx<'p> {
                 continue;
             }
             if starts_with_ci(k, "urn:") {
-                self.check_extension_object(k, v, &schemas, strip)?;
+                self.check_extension_object(k, v, &schemas)?;
                 continue;
             }
             let def = schema::find(self.resource.attrs(), k).ok_or_else(|| {
@@ -66,7 +70,7 @@ impl<'p> Cx<'p> {
             })?;
             // RFC 7643 §2.2: readOnly values sent by a client are ignored.
             if def.read_only() {
-                if strip {
+                if self.deviate(Deviation::ReadOnlyInResource, k)? {
                     drop.push(k.clone());
                 }
                 continue;
@@ -74,13 +78,10 @@ impl<'p> Cx<'p> {
             if def.mutability == Mutability::WriteOnly {
                 self.check_password(method, v)?;
             }
-            self.check_attr(def, v, &Loc::Name(k), strip)?;
+            self.check_attr(def, v, &Loc::Name(k), true)?;
         }
-        if !drop.is_empty() {
-            for k in drop {
-                obj.remove(&k);
-            }
-            self.changed = true;
+        for k in drop {
+            obj.remove(&k);
         }
         for def in self.resource.attrs().iter().filter(|d| d.required) {
             match get_ci(obj, def.name) {
@@ -113,7 +114,6 @@ impl<'p> Cx<'p> {
         urn: &str,
         v: &mut Value,
         schemas: &[String],
-        strip: bool,
     ) -> Result<(), Rejection> {
         if urn.eq_ignore_ascii_case(schema::USER_URN) || urn.eq_ignore_ascii_case(schema::GROUP_URN)
         {
@@ -137,6 +137,7 @@ impl<'p> Cx<'p> {
             if k.eq_ignore_ascii_case("schemas") {
                 // A repeated `schemas` inside the extension object (scim2-client sends one)
                 // names no attribute; upstreams ignore it.
+                self.deviate(Deviation::NestedSchemas, format_args!("{urn}.{k}"))?;
                 continue;
             }
             let name = format!("{urn}:{k}");
@@ -149,18 +150,15 @@ impl<'p> Cx<'p> {
             let def = schema::find(attrs, k)
                 .ok_or_else(|| Rejection::value(format!("unknown attribute '{name}'")))?;
             if def.read_only() {
-                if strip {
+                if self.deviate(Deviation::ReadOnlyInResource, &name)? {
                     drop.push(k.clone());
                 }
                 continue;
             }
-            self.check_attr(def, av, &Loc::Name(&name), strip)?;
+            self.check_attr(def, av, &Loc::Name(&name), true)?;
         }
-        if !drop.is_empty() {
-            for k in drop {
-                obj.remove(&k);
-            }
-            self.changed = true;
+        for k in drop {
+            obj.remove(&k);
         }
         Ok(())
     }

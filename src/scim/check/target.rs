@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::context::{is_read_only, Cx, Loc};
-use crate::scim::dialect::OpKind;
+use crate::scim::dialect::{Deviation, OpKind};
 use crate::scim::error::Rejection;
 use crate::scim::filter::split_attr_sub;
 use crate::scim::path::PatchPath;
@@ -113,7 +113,10 @@ impl<'p> Cx<'p> {
                 (None, Some(_)) => self.check_item(d, v, &at, false)?,
                 // RFC 7644 §3.5.2.1 adds an array to a multi-valued attribute; a single
                 // element is accepted too, as most servers do.
-                (None, None) if d.multi && !v.is_array() => self.check_item(d, v, &at, false)?,
+                (None, None) if d.multi && !v.is_array() => {
+                    self.deviate(Deviation::SingleValueForMulti, at)?;
+                    self.check_item(d, v, &at, false)?
+                }
                 (None, None) => self.check_attr(d, v, &at, false)?,
             }
         }
@@ -192,6 +195,7 @@ impl<'p> Cx<'p> {
             if k.eq_ignore_ascii_case("schemas") {
                 // scim2-client and others repeat the URN inside the extension object; it names
                 // no attribute and changes nothing.
+                self.deviate(Deviation::NestedSchemas, format_args!("{loc}: '{raw}.{k}'"))?;
                 continue;
             }
             let name = format!("{raw}:{k}");

@@ -10,19 +10,20 @@ use crate::scim::schema::{self, AttrDef, AttrType};
 
 impl<'p> Cx<'p> {
     /// A whole attribute value: multi-valued attributes take an array (RFC 7643 §2.4).
-    /// `strip`: drop readOnly sub-attributes (POST/PUT under normalize).
+    /// `in_resource`: a POST/PUT body, where readOnly sub-attributes are the deviation
+    /// `read-only-in-resource` (inside PATCH values they are ignored and kept).
     pub(super) fn check_attr(
         &mut self,
         def: &'static AttrDef,
         v: &mut Value,
         loc: &Loc,
-        strip: bool,
+        in_resource: bool,
     ) -> Result<(), Rejection> {
         match v {
             Value::Null => Ok(()),
             Value::Array(items) if def.multi => {
                 for (i, item) in items.iter_mut().enumerate() {
-                    self.check_item(def, item, &Loc::Index(loc, i), strip)?;
+                    self.check_item(def, item, &Loc::Index(loc, i), in_resource)?;
                 }
                 Ok(())
             }
@@ -32,7 +33,7 @@ impl<'p> Cx<'p> {
             _ if def.multi => Err(Rejection::value(format!(
                 "'{loc}' is multi-valued and must be an array"
             ))),
-            _ => self.check_item(def, v, loc, strip),
+            _ => self.check_item(def, v, loc, in_resource),
         }
     }
 
@@ -42,7 +43,7 @@ impl<'p> Cx<'p> {
         def: &'static AttrDef,
         v: &mut Value,
         loc: &Loc,
-        strip: bool,
+        in_resource: bool,
     ) -> Result<(), Rejection> {
         let ok = match def.ty {
             _ if v.is_null() => true,
@@ -53,14 +54,14 @@ impl<'p> Cx<'p> {
             AttrType::Decimal => v.is_number(),
             AttrType::Boolean => self.check_boolean(v, loc)?,
             AttrType::Complex => {
-                self.check_manager(def, v, loc)?;
-                match v {
-                    Value::Object(obj) => {
-                        self.check_object(def, obj, loc, strip)?;
-                        true
+                self.manager_string(def, v, loc)?
+                    || match v {
+                        Value::Object(obj) => {
+                            self.check_object(def, obj, loc, in_resource)?;
+                            true
+                        }
+                        _ => false,
                     }
-                    _ => false,
-                }
             }
         };
         if ok {
@@ -73,15 +74,16 @@ impl<'p> Cx<'p> {
         }
     }
 
-    /// Deviation: Entra sends `"True"`/`"False"` where the schema says boolean.
+    /// Deviation `boolean-string`: Entra sends `"True"`/`"False"` where the schema says boolean.
+    /// The string is a valid boolean whether or not it is rewritten.
     pub(super) fn check_boolean(&mut self, v: &mut Value, loc: &Loc) -> Result<bool, Rejection> {
         match v {
             Value::Bool(_) => Ok(true),
             Value::String(s) => match dialect::bool_from_string(s) {
                 Some(b) => {
-                    self.deviate(Deviation::BooleanString, loc)?;
-                    *v = Value::Bool(b);
-                    self.changed = true;
+                    if self.deviate(Deviation::BooleanString, loc)? {
+                        *v = Value::Bool(b);
+                    }
                     Ok(true)
                 }
                 None => Ok(false),
@@ -90,23 +92,26 @@ impl<'p> Cx<'p> {
         }
     }
 
-    /// Deviation: the enterprise `manager` as a bare id string (Entra).
-    pub(super) fn check_manager(
+    /// Deviation `manager-string`: the enterprise `manager` as a bare id string (Entra). Returns
+    /// whether `v` was one: an id is a valid manager (`{"value": id}`), rewritten or not.
+    pub(super) fn manager_string(
         &mut self,
         def: &'static AttrDef,
         v: &mut Value,
         loc: &Loc,
-    ) -> Result<(), Rejection> {
-        let is_manager =
-            schema::find(schema::ENTERPRISE_ATTRS, "manager").is_some_and(|m| std::ptr::eq(m, def));
-        if let (true, Value::String(id)) = (is_manager, &*v) {
-            self.deviate(Deviation::ManagerString, loc)?;
+    ) -> Result<bool, Rejection> {
+        let Value::String(id) = &*v else {
+            return Ok(false);
+        };
+        if !schema::is_manager(def) {
+            return Ok(false);
+        }
+        if self.deviate(Deviation::ManagerString, loc)? {
             let mut obj = Map::new();
             obj.insert("value".into(), Value::String(id.clone()));
             *v = Value::Object(obj);
-            self.changed = true;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The sub-attributes of a complex value. Unknown sub-attributes are refused for the same
@@ -116,7 +121,7 @@ impl<'p> Cx<'p> {
         def: &'static AttrDef,
         obj: &mut Map<String, Value>,
         loc: &Loc,
-        strip: bool,
+        in_resource: bool,
     ) -> Result<(), Rejection> {
         let mut drop = Vec::new();
         for (k, sv) in obj.iter_mut() {
@@ -127,18 +132,15 @@ impl<'p> Cx<'p> {
                 )));
             };
             if sub.read_only() {
-                if strip {
+                if in_resource && self.deviate(Deviation::ReadOnlyInResource, Loc::Key(loc, k))? {
                     drop.push(k.clone());
                 }
                 continue;
             }
-            self.check_attr(sub, sv, &Loc::Key(loc, k), strip)?;
+            self.check_attr(sub, sv, &Loc::Key(loc, k), in_resource)?;
         }
-        if !drop.is_empty() {
-            for k in drop {
-                obj.remove(&k);
-            }
-            self.changed = true;
+        for k in drop {
+            obj.remove(&k);
         }
         Ok(())
     }

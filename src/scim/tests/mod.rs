@@ -1,5 +1,6 @@
-//! Tests of the SCIM checks. Helpers build the default policy of SPEC §2.
+//! Tests of the SCIM checks. Helpers build the default policy (`PolicySpec::default`).
 
+mod catalogue;
 mod dialects;
 mod filters;
 mod fixtures;

@@ -1,4 +1,4 @@
-//! The rules of SPEC §5 under the default policy.
+//! The rules of `docs/scim-checks.md` under the default policy.
 
 use serde_json::json;
 
