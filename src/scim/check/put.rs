@@ -105,7 +105,7 @@ pub(super) fn compare_one(
     )))
 }
 
-/// A canonical form for semantic equality: names lower-cased, strings folded unless caseExact
+/// A canonical form for semantic equality: names lower-cased, strings ASCII-folded unless caseExact
 /// (RFC 7643 §2.2; the default is caseExact false), `null`/`[]`/`""`/`{}` all unassigned
 /// (OneLogin sends `""` for unset fields), multi-valued attributes unordered (RFC 7643 §2.4),
 /// readOnly sub-attributes and server-derived `$ref` ignored, booleans sent as strings read as
@@ -152,10 +152,13 @@ pub(super) fn canon_item(def: Option<&'static AttrDef>, v: &Value, excl: &[&str]
                     return Value::Bool(b);
                 }
             }
+            // caseExact per attribute (RFC 7643 §2.2). Case-insensitive values fold ASCII
+            // letters only: Unicode lower-casing maps distinct characters together (U+212A
+            // KELVIN SIGN becomes 'k'), which would let a PUT rename an immutable userName.
             if def.is_some_and(|d| d.case_exact) {
                 Value::String(s.clone())
             } else {
-                Value::String(s.to_lowercase())
+                Value::String(s.to_ascii_lowercase())
             }
         }
         Value::Object(o) => {

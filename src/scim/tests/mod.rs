@@ -6,6 +6,7 @@ mod filters;
 mod fixtures;
 mod paths;
 mod props;
+mod reliability;
 mod rules;
 
 use std::collections::HashMap;
