@@ -124,6 +124,9 @@ impl<'p> Cx<'p> {
             && self.resource == Resource::Users
             && attr.eq_ignore_ascii_case("emails")
         {
+            if let Some(f) = &pp.filter {
+                self.check_filter_emails(f, loc)?;
+            }
             self.check_patch_emails(pp, v, &at)?;
         }
         Ok(())

@@ -81,3 +81,98 @@ fn put_comparison_follows_case_exact_per_attribute() {
     );
     assert_eq!(rejection(r).reason, RejectReason::Mutability);
 }
+
+// ----------------------------------------------------------------- finding 6: e-mail domains
+
+fn acme() -> Vec<String> {
+    vec!["acme.com".to_string()]
+}
+
+fn post_for_acme(body: Value) -> Result<Checked, Rejection> {
+    run(
+        &policy(Dialect::Normalize),
+        Resource::Users,
+        WriteMethod::Post,
+        body.to_string().as_bytes(),
+        &acme(),
+        None,
+    )
+}
+
+fn patch_for_acme(ops: Value) -> Result<Checked, Rejection> {
+    run(
+        &policy(Dialect::Normalize),
+        Resource::Users,
+        WriteMethod::Patch,
+        &patch_body(ops),
+        &acme(),
+        None,
+    )
+}
+
+#[test]
+fn an_address_has_exactly_one_at_and_no_control_characters() {
+    for addr in [
+        "x@evil.com@acme.com",
+        "x@evil.com\u{0}@acme.com",
+        "x@evil.com\n@acme.com",
+        "@acme.com",
+        "x@",
+        "x @acme.com",
+    ] {
+        let e = rejection(post_for_acme(json!({"schemas": [USER], "userName": addr})));
+        assert_eq!(
+            (e.status, e.reason),
+            (403, RejectReason::Domain),
+            "{addr:?}"
+        );
+        let e = rejection(post_for_acme(
+            json!({"schemas": [USER], "userName": "u", "emails": [{"value": addr}]}),
+        ));
+        assert_eq!(e.reason, RejectReason::Domain, "{addr:?}");
+    }
+    assert!(post_for_acme(json!({"schemas": [USER], "userName": "x@acme.com"})).is_ok());
+}
+
+#[test]
+fn addresses_are_checked_after_nfkc() {
+    // FULLWIDTH COMMERCIAL AT: NFKC makes this victim@evil.com.
+    let e = rejection(post_for_acme(
+        json!({"schemas": [USER], "userName": "victim\u{FF20}evil.com"}),
+    ));
+    assert_eq!(e.reason, RejectReason::Domain);
+    assert!(
+        e.detail.contains("evil.com") && !e.detail.contains("victim"),
+        "{}",
+        e.detail
+    );
+    let e = rejection(post_for_acme(json!({"schemas": [USER], "userName": "u",
+        "emails": [{"value": "victim\u{FE6B}evil.com"}]})));
+    assert_eq!(e.reason, RejectReason::Domain);
+    // Fullwidth letters in an allowed domain are the allowed domain.
+    assert!(
+        post_for_acme(json!({"schemas": [USER], "userName": "kim\u{FF20}\u{FF41}cme.com"})).is_ok()
+    );
+}
+
+#[test]
+fn addresses_inside_patch_value_filters_are_checked() {
+    for ops in [
+        json!([{"op": "add", "path": "emails[value eq \"x@evil.com\"].primary", "value": true}]),
+        json!([{"op": "replace", "path": "emails[type eq \"work\" and value eq \"x@evil.com\"]", "value": {"primary": true}}]),
+        json!([{"op": "replace", "value": {"emails[value eq \"x@evil.com\"].type": "work"}}]),
+    ] {
+        let e = rejection(patch_for_acme(ops.clone()));
+        assert_eq!((e.status, e.reason), (403, RejectReason::Domain), "{ops}");
+        assert!(!e.detail.contains("x@"), "{}", e.detail);
+    }
+    assert!(patch_for_acme(
+        json!([{"op": "add", "path": "emails[value eq \"x@acme.com\"].primary", "value": true}])
+    )
+    .is_ok());
+    // A removal writes no address.
+    assert!(
+        patch_for_acme(json!([{"op": "remove", "path": "emails[value eq \"x@evil.com\"]"}]))
+            .is_ok()
+    );
+}
