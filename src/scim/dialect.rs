@@ -87,8 +87,9 @@ impl Deviation {
 
     /// The decision. `normalize` rewrites what it can and forwards the rest as sent; `tolerate`
     /// forwards as sent; `strict` refuses — except where the deviation is harmless to every
-    /// upstream (it names or changes nothing) and where RFC 7643 §2.2 tells the server to
-    /// ignore the value (readOnly attributes), which the gate does by removing it.
+    /// upstream (it names or changes nothing) and for readOnly values, which RFC 7643 §2.2 tells
+    /// the server to ignore: every dialect removes them (a PATCH value's under strict is
+    /// refused, as RFC 7644 §3.5.2 forbids modifying them).
     pub(crate) fn verdict(self, dialect: Dialect) -> Verdict {
         use Deviation::*;
         use Verdict::*;
@@ -99,10 +100,12 @@ impl Deviation {
                 Dialect::Normalize,
             ) => Rewrite,
             (
-                CapitalisedOp | BooleanString | MemberRemovalValue | ManagerString | PathKeyInValue
-                | ReadOnlyInValue,
+                CapitalisedOp | BooleanString | MemberRemovalValue | ManagerString | PathKeyInValue,
                 Dialect::Tolerate,
             ) => AsSent,
+            // readOnly values are ignored under every dialect (RFC 7643 §2.2): never forwarded
+            // as a change, so even `tolerate` removes them.
+            (ReadOnlyInValue, Dialect::Tolerate) => Rewrite,
             (
                 CapitalisedOp | BooleanString | MemberRemovalValue | ManagerString | PathKeyInValue
                 | ReadOnlyInValue | AddOnValueFilter,
@@ -111,8 +114,9 @@ impl Deviation {
             // Only the upstream knows whether the filter matches (RFC 7644 §3.5.2.1 leaves it
             // open), so there is nothing to rewrite it to.
             (AddOnValueFilter, Dialect::Normalize | Dialect::Tolerate) => AsSent,
-            (ReadOnlyInResource, Dialect::Normalize) => Rewrite,
-            (ReadOnlyInResource, Dialect::Tolerate | Dialect::Strict) => AsSent,
+            // RFC 7643 §2.2: a server ignores readOnly values sent on POST/PUT, so this is no
+            // error even under strict; the gate removes them so the upstream never sees them.
+            (ReadOnlyInResource, _) => Rewrite,
             // Strict directories (scim2-server) refuse unknown schema ids; it names no attribute.
             (ForeignSchemaId, Dialect::Normalize) => Rewrite,
             (ForeignSchemaId, Dialect::Tolerate | Dialect::Strict) => AsSent,

@@ -176,3 +176,69 @@ fn addresses_inside_patch_value_filters_are_checked() {
             .is_ok()
     );
 }
+
+// ------------------------------------------------------------ finding 12: readOnly attributes
+
+const MODES: [Dialect; 3] = [Dialect::Normalize, Dialect::Tolerate, Dialect::Strict];
+
+#[test]
+fn read_only_attributes_are_dropped_from_post_and_put_in_every_dialect() {
+    let body = json!({"schemas": [USER], "userName": "a", "id": "x", "meta": {"resourceType": "User"},
+        "groups": [{"value": "g1"}], "active": "True"});
+    for d in MODES {
+        if d == Dialect::Strict {
+            // strict refuses the boolean string; without it the readOnly ones are dropped.
+            let mut b = body.clone();
+            b["active"] = json!(true);
+            let out = rewritten(post_user(&policy(d), b));
+            assert!(
+                out.get("groups").is_none() && out.get("id").is_none(),
+                "{out}"
+            );
+            continue;
+        }
+        let out = rewritten(post_user(&policy(d), body.clone()));
+        assert!(
+            out.get("groups").is_none() && out.get("meta").is_none() && out.get("id").is_none(),
+            "{d:?}: {out}"
+        );
+        // tolerate forwards every other deviation as sent.
+        let active = if d == Dialect::Tolerate {
+            json!("True")
+        } else {
+            json!(true)
+        };
+        assert_eq!(out["active"], active, "{d:?}");
+    }
+    // A readOnly sub-attribute of a group POST too.
+    let group = json!({"schemas": [GROUP], "displayName": "g", "members": [{"value": "1", "display": "Ann"}]});
+    for d in MODES {
+        let out = rewritten(run(
+            &policy(d),
+            Resource::Groups,
+            WriteMethod::Post,
+            group.to_string().as_bytes(),
+            &[],
+            None,
+        ));
+        assert_eq!(out["members"], json!([{"value": "1"}]), "{d:?}");
+    }
+}
+
+#[test]
+fn read_only_attributes_in_no_path_values_are_never_forwarded() {
+    let ops =
+        json!([{"op": "replace", "value": {"groups": [{"value": "g1"}], "displayName": "D"}}]);
+    for d in [Dialect::Normalize, Dialect::Tolerate] {
+        let out = rewritten(patch_users(&policy(d), ops.clone()));
+        assert_eq!(
+            out["Operations"],
+            json!([{"op": "replace", "value": {"displayName": "D"}}]),
+            "{d:?}"
+        );
+    }
+    assert_eq!(
+        rejection(patch_users(&policy(Dialect::Strict), ops)).reason,
+        RejectReason::Dialect
+    );
+}
