@@ -242,3 +242,72 @@ fn read_only_attributes_in_no_path_values_are_never_forwarded() {
         RejectReason::Dialect
     );
 }
+
+// ---------------------------------------------------- recursion audit: input decides no depth
+
+const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+
+fn nested(depth: usize) -> String {
+    format!(
+        "{{\"schemas\":[\"{USER}\",\"{IVANTI}\"],\"userName\":\"a\",\"{IVANTI}\":{{\"x\":{}1{}}}}}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+#[test]
+fn deep_json_is_a_400_that_says_so() {
+    let p = policy(Dialect::Normalize);
+    // 60 levels of arrays inside the extension (two more around them) pass.
+    let ok = run(
+        &p,
+        Resource::Users,
+        WriteMethod::Post,
+        nested(60).as_bytes(),
+        &[],
+        None,
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    for depth in [70, 200, 100_000] {
+        let e = rejection(run(
+            &p,
+            Resource::Users,
+            WriteMethod::Post,
+            nested(depth).as_bytes(),
+            &[],
+            None,
+        ));
+        assert_eq!((e.status, e.reason), (400, RejectReason::InvalidJson));
+        assert!(
+            e.detail.contains("nested deeper than 64 levels"),
+            "{}",
+            e.detail
+        );
+    }
+}
+
+#[test]
+fn deep_filters_and_paths_are_a_400_that_says_so() {
+    let p = policy(Dialect::Normalize);
+    let deep = format!(
+        "{}userName eq \"a\"{}",
+        "(".repeat(50_000),
+        ")".repeat(50_000)
+    );
+    let body = json!({"schemas": [SEARCH], "filter": deep}).to_string();
+    let e = match p.check_search(body.as_bytes()) {
+        Err(e) => e,
+        Ok(()) => panic!("a 50 000-deep filter passed"),
+    };
+    assert_eq!(e.reason, RejectReason::InvalidFilter);
+    assert!(e.detail.contains("nested too deeply"), "{}", e.detail);
+    // Value paths nested in a PATCH path.
+    let path = format!(
+        "emails[{}value eq \"a\"{}]",
+        "value[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let e = rejection(patch_users(&p, json!([{"op": "remove", "path": path}])));
+    assert_eq!(e.status, 400);
+    assert!(e.detail.contains("nested too deeply"), "{}", e.detail);
+}
