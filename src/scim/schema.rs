@@ -62,8 +62,11 @@ pub fn find(list: &'static [AttrDef], name: &str) -> Option<&'static AttrDef> {
 
 /// Whether `def` is the Enterprise User `manager` (RFC 7643 §4.3), which Entra sends as a bare
 /// id string (deviation `manager-string`, `docs/scim-checks.md`).
+/// The cheap tests come first: the PUT comparison asks this of every string value.
 pub(crate) fn is_manager(def: &AttrDef) -> bool {
-    find(ENTERPRISE_ATTRS, "manager").is_some_and(|m| std::ptr::eq(m, def))
+    def.ty == AttrType::Complex
+        && def.name == "manager"
+        && find(ENTERPRISE_ATTRS, "manager").is_some_and(|m| std::ptr::eq(m, def))
 }
 
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
