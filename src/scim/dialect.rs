@@ -65,12 +65,14 @@ pub(crate) enum Deviation {
     SingleValueForMulti,
     /// A Bulk `method` in another case than the RFC's (`"post"`).
     BulkMethodCase,
+    /// A PATCH `path` with spaces or tabs around it (`" displayName"`).
+    PaddedPath,
 }
 
 impl Deviation {
     /// The whole catalogue, in the order of the docs table.
     #[cfg(test)]
-    pub(crate) const ALL: [Deviation; 12] = [
+    pub(crate) const ALL: [Deviation; 13] = [
         Deviation::CapitalisedOp,
         Deviation::BooleanString,
         Deviation::MemberRemovalValue,
@@ -83,6 +85,7 @@ impl Deviation {
         Deviation::NestedSchemas,
         Deviation::SingleValueForMulti,
         Deviation::BulkMethodCase,
+        Deviation::PaddedPath,
     ];
 
     /// The decision. `normalize` rewrites what it can and forwards the rest as sent; `tolerate`
@@ -120,7 +123,7 @@ impl Deviation {
             // Strict directories (scim2-server) refuse unknown schema ids; it names no attribute.
             (ForeignSchemaId, Dialect::Normalize) => Rewrite,
             (ForeignSchemaId, Dialect::Tolerate | Dialect::Strict) => AsSent,
-            (NestedSchemas | SingleValueForMulti | BulkMethodCase, _) => AsSent,
+            (NestedSchemas | SingleValueForMulti | BulkMethodCase | PaddedPath, _) => AsSent,
         }
     }
 
@@ -140,6 +143,7 @@ impl Deviation {
             Deviation::NestedSchemas => "nested-schemas",
             Deviation::SingleValueForMulti => "single-value-for-multi",
             Deviation::BulkMethodCase => "bulk-method-case",
+            Deviation::PaddedPath => "padded-path",
         }
     }
 
@@ -162,6 +166,7 @@ impl Deviation {
             Deviation::NestedSchemas => "'schemas' inside an extension object or a PATCH value",
             Deviation::SingleValueForMulti => "a multi-valued attribute needs an array",
             Deviation::BulkMethodCase => "a Bulk method must be upper-case",
+            Deviation::PaddedPath => "a path must not be padded with white space",
         }
     }
 
@@ -179,6 +184,7 @@ impl Deviation {
             | Deviation::PathKeyInValue
             | Deviation::NestedSchemas
             | Deviation::BulkMethodCase => scim_type::INVALID_SYNTAX,
+            Deviation::PaddedPath => scim_type::INVALID_PATH,
         }
     }
 }

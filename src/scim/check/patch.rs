@@ -74,6 +74,12 @@ impl<'p> Cx<'p> {
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(Rejection::syntax(format!("{loc}: 'path' must be a string"))),
         };
+        if let Some(p) = &path {
+            if p.trim_matches(|c| c == ' ' || c == '\t').len() != p.len() {
+                // The path parser (`scim/path.rs`) reads it without the padding.
+                self.deviate(Deviation::PaddedPath, format_args!("{loc}: 'path'"))?;
+            }
+        }
         let value_key = key_ci(o, "value");
         if kind == OpKind::Remove {
             let value = value_key.and_then(|k| o.get(&k)).filter(|v| !v.is_null());

@@ -2,6 +2,8 @@
 //! each row's id and its three outcomes must match [`Deviation::verdict`], in order.
 
 use super::super::dialect::{Deviation, Verdict};
+use serde_json::json;
+
 use super::*;
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/scim-checks.md");
@@ -58,7 +60,7 @@ fn the_docs_table_is_the_catalogue() {
 }
 
 #[test]
-fn ids_are_unique_and_strict_refuses_only_what_it_can_name() {
+fn ids_are_unique_and_only_strict_refuses() {
     let mut ids: Vec<&str> = Deviation::ALL.iter().map(|d| d.id()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -68,4 +70,40 @@ fn ids_are_unique_and_strict_refuses_only_what_it_can_name() {
         assert_ne!(d.verdict(Dialect::Tolerate), Verdict::Refuse, "{d:?}");
         assert_ne!(d.verdict(Dialect::Normalize), Verdict::Refuse, "{d:?}");
     }
+}
+
+/// The deviations every dialect accepts pass `strict` and are forwarded as sent.
+#[test]
+fn harmless_deviations_pass_strict_as_sent() {
+    let p = policy(Dialect::Strict);
+    let untouched = Ok(Checked { body: None });
+    // padded-path
+    let r = patch_users(
+        &p,
+        json!([{"op": "replace", "path": " displayName\t", "value": "x"}]),
+    );
+    assert_eq!(r, untouched);
+    // single-value-for-multi
+    let r = patch_groups(
+        &p,
+        json!([{"op": "add", "path": "members", "value": {"value": "u1"}}]),
+    );
+    assert_eq!(r, untouched);
+    // nested-schemas, in a no-path value and in an extension object
+    let r = patch_users(
+        &p,
+        json!([{"op": "replace", "value": {"schemas": [USER], "displayName": "x"}}]),
+    );
+    assert_eq!(r, untouched);
+    let body = json!({"schemas": [USER, ENT], "userName": "a", ENT: {"schemas": [ENT], "department": "x"}});
+    assert_eq!(post_user(&p, body), untouched);
+    // bulk-method-case
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [{"method": "post", "path": "/Users", "bulkId": "b1",
+                        "data": {"schemas": [USER], "userName": "a"}}]});
+    let r = p.prepare_bulk(bulk.to_string().as_bytes(), &[]);
+    assert!(matches!(
+        r.map(|x| x.finish(&HashMap::new())),
+        Ok(Ok(Checked { body: None }))
+    ));
 }
