@@ -1,4 +1,4 @@
-//! The cost of the SCIM checks (SPEC §5) per request, with the default policy under `normalize`:
+//! The cost of the SCIM checks (`docs/scim-checks.md`) per request, with the default policy under `normalize`:
 //! a typical Entra PATCH and an Okta PUT (with its current resource) from tests/fixtures/idp,
 //! a 1 MiB group PATCH (thousands of members, as large as `max_body_bytes` allows), and the
 //! PATCH path parser on the example paths of RFC 7644 §3.5.2. Run: `cargo bench --bench checks`.

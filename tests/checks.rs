@@ -1479,3 +1479,63 @@ fn a_filter_with_too_many_terms_is_400_and_the_gate_survives() {
     assert_eq!(e.user(&id), before);
     e.assert_no_write("over-long filters");
 }
+
+// ---------------------------------------------------------------------------------------------
+// SCIM-side reliability (issue 15 findings 4, 6, 12 and the recursion audit), through the binary
+// ---------------------------------------------------------------------------------------------
+
+/// Deep JSON and deep filters answer 400 with a detail that names the bound; the gate keeps
+/// serving and nothing reached the upstream.
+#[test]
+fn deep_input_is_400_and_the_gate_survives() {
+    let e = env();
+    let id = e.seed_user();
+    let depth = 100_000;
+    let body = format!(
+        "{{\"schemas\":[\"{USER_URN}\"],\"userName\":\"deep@acme.com\",\"x\":{}1{}}}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let r = e.req("POST", "/scim/v2/Users", &e.any, body.as_bytes());
+    assert_scim_error(&r, 400, Some("invalidSyntax"));
+    assert!(
+        r.text().contains("nested deeper than 64 levels"),
+        "{}",
+        r.text()
+    );
+    let deep = format!(
+        "{}userName eq \"a\"{}",
+        "(".repeat(depth),
+        ")".repeat(depth)
+    );
+    let search = json!({"schemas": [SEARCH_URN], "filter": deep}).to_string();
+    let r = e.req("POST", "/scim/v2/.search", &e.any, search.as_bytes());
+    assert_scim_error(&r, 400, Some("invalidFilter"));
+    let r = e.req("GET", &format!("/scim/v2/Users/{id}"), &e.any, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    e.assert_no_write("deep input");
+}
+
+/// A fullwidth `＠` and a second `@` cannot smuggle a foreign domain past a domain-limited token,
+/// and neither can an address inside a PATCH value filter.
+#[test]
+fn domain_tricks_are_403() {
+    let e = env();
+    let id = e.seed_user();
+    for user_name in ["victim\u{FF20}evil.com", "x@evil.com@acme.com"] {
+        let body = json!({"schemas": [USER_URN], "userName": user_name}).to_string();
+        let r = e.req("POST", "/scim/v2/Users", &e.acme, body.as_bytes());
+        assert_scim_error(&r, 403, None);
+    }
+    let ops =
+        json!([{"op": "add", "path": "emails[value eq \"x@evil.com\"].primary", "value": true}]);
+    let body = json!({"schemas": [PATCH_URN], "Operations": ops}).to_string();
+    let r = e.req(
+        "PATCH",
+        &format!("/scim/v2/Users/{id}"),
+        &e.acme,
+        body.as_bytes(),
+    );
+    assert_scim_error(&r, 403, None);
+    e.assert_no_write("domain tricks");
+}

@@ -1,38 +1,154 @@
-//! The known ways real IdPs deviate from RFC 7644, and what each dialect does about them
-//! (SPEC §5 "Dialect", SCIM-NOTES "How the IdPs behave").
+//! The dialect decision, in one place: the catalogue of the ways real IdPs deviate from
+//! RFC 7643/7644 that the gate knows, and what each dialect does about each of them
+//! ([`Deviation::verdict`]). `docs/scim-checks.md` ("Deviation catalogue") prints the same
+//! table; a unit test fails when the two disagree.
 //!
-//! | deviation | seen from | normalize rewrites to |
-//! |---|---|---|
-//! | capitalised `op` (`Replace`) | Entra | lower-case `op` |
-//! | boolean as string (`"False"`), only where the schema says boolean | Entra without `aadOptscim062020` | JSON boolean |
-//! | `remove` of `members` with a value array | Entra, JumpCloud | one `remove` per member with path `members[value eq "id"]` |
-//! | enterprise `manager` as a bare id string | Entra | `{"value": id}` |
-//! | no-path value whose keys are paths (`name.givenName`, `emails[type eq "work"].value`, `urn:…:department`) | Entra | one operation with that `path` per such key |
-//! | `add` on a value filter (`emails[type eq "work"].value`) that may match nothing | Entra | kept as sent (the upstream must create it; RFC 7644 §3.5.2.1 leaves it open) |
-//! | readOnly attribute (`id`, `meta`) in a no-path value | Okta group rename | the attribute removed |
-//!
-//! `tolerate` accepts all of these and forwards the original bytes; `strict` rejects each with
-//! reason `dialect`. The checks always look at the *normalized* reading (so `"False"` is checked
-//! and compared as `false` under `tolerate` too).
+//! The checks call [`Deviation::verdict`] (through the checking context) at the one spot where
+//! they recognise a deviation, and act on the [`Verdict`]: refuse, rewrite the forwarded body,
+//! or forward it as sent. Whatever the verdict, the checks read the *normalized* meaning (so
+//! `"False"` is checked and compared as `false` under `tolerate` too).
 
 use serde_json::Value;
 
 use super::error::scim_type;
+use super::policy::Dialect;
 
-/// One deviation, with the words used in a `strict` rejection.
+/// What a dialect does with one deviation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Accept it and forward the body as sent.
+    AsSent,
+    /// Accept it and rewrite the forwarded body to RFC form.
+    Rewrite,
+    /// Refuse the request: 400 with reason `dialect`.
+    Refuse,
+}
+
+impl Verdict {
+    /// The word `docs/scim-checks.md` uses for this outcome.
+    #[cfg(test)]
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            Verdict::AsSent => "as sent",
+            Verdict::Rewrite => "rewrite",
+            Verdict::Refuse => "refuse",
+        }
+    }
+}
+
+/// One known deviation. Adding a variant forces a row in [`Deviation::ALL`], a verdict per
+/// dialect and a row in `docs/scim-checks.md` (the match is exhaustive, the test compares).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Deviation {
+    /// `"op":"Replace"` (Entra).
     CapitalisedOp,
+    /// `"active":"False"` where the schema says boolean (Entra without `aadOptscim062020`).
     BooleanString,
+    /// `remove` of `members` with a value list instead of a filter path (Entra, JumpCloud).
     MemberRemovalValue,
+    /// The enterprise `manager` as a bare id string (Entra).
     ManagerString,
+    /// A no-path value whose keys are paths (`name.givenName`; Entra).
     PathKeyInValue,
+    /// `add` on a value filter that may match nothing yet (Entra, expecting creation).
     AddOnValueFilter,
+    /// A readOnly attribute (`id`, `meta`) in a no-path PATCH value (Okta's group rename).
     ReadOnlyInValue,
+    /// A readOnly attribute or sub-attribute (`id`, `meta`, `groups`, `members[].display`) in
+    /// a POST or PUT body (Okta's `groups: []`, `meta` from everyone).
+    ReadOnlyInResource,
+    /// A non-URN schema id in `schemas` (Entra's `http://schemas.microsoft.com/…/ADSCIM/2.0/Group`).
+    ForeignSchemaId,
+    /// `schemas` inside an extension object (scim2-client) or a no-path PATCH value.
+    NestedSchemas,
+    /// A single element, not an array, added to a multi-valued attribute by a PATCH path.
+    SingleValueForMulti,
+    /// A Bulk `method` in another case than the RFC's (`"post"`).
+    BulkMethodCase,
+    /// A PATCH `path` with spaces or tabs around it (`" displayName"`).
+    PaddedPath,
 }
 
 impl Deviation {
-    pub fn describe(self) -> &'static str {
+    /// The whole catalogue, in the order of the docs table.
+    #[cfg(test)]
+    pub(crate) const ALL: [Deviation; 13] = [
+        Deviation::CapitalisedOp,
+        Deviation::BooleanString,
+        Deviation::MemberRemovalValue,
+        Deviation::ManagerString,
+        Deviation::PathKeyInValue,
+        Deviation::AddOnValueFilter,
+        Deviation::ReadOnlyInValue,
+        Deviation::ReadOnlyInResource,
+        Deviation::ForeignSchemaId,
+        Deviation::NestedSchemas,
+        Deviation::SingleValueForMulti,
+        Deviation::BulkMethodCase,
+        Deviation::PaddedPath,
+    ];
+
+    /// The decision. `normalize` rewrites what it can and forwards the rest as sent; `tolerate`
+    /// forwards as sent; `strict` refuses — except where the deviation is harmless to every
+    /// upstream (it names or changes nothing) and for readOnly values, which RFC 7643 §2.2 tells
+    /// the server to ignore: every dialect removes them (a PATCH value's under strict is
+    /// refused, as RFC 7644 §3.5.2 forbids modifying them).
+    pub(crate) fn verdict(self, dialect: Dialect) -> Verdict {
+        use Deviation::*;
+        use Verdict::*;
+        match (self, dialect) {
+            (
+                CapitalisedOp | BooleanString | MemberRemovalValue | ManagerString | PathKeyInValue
+                | ReadOnlyInValue,
+                Dialect::Normalize,
+            ) => Rewrite,
+            (
+                CapitalisedOp | BooleanString | MemberRemovalValue | ManagerString | PathKeyInValue,
+                Dialect::Tolerate,
+            ) => AsSent,
+            // readOnly values are ignored under every dialect (RFC 7643 §2.2): never forwarded
+            // as a change, so even `tolerate` removes them.
+            (ReadOnlyInValue, Dialect::Tolerate) => Rewrite,
+            (
+                CapitalisedOp | BooleanString | MemberRemovalValue | ManagerString | PathKeyInValue
+                | ReadOnlyInValue | AddOnValueFilter,
+                Dialect::Strict,
+            ) => Refuse,
+            // Only the upstream knows whether the filter matches (RFC 7644 §3.5.2.1 leaves it
+            // open), so there is nothing to rewrite it to.
+            (AddOnValueFilter, Dialect::Normalize | Dialect::Tolerate) => AsSent,
+            // RFC 7643 §2.2: a server ignores readOnly values sent on POST/PUT, so this is no
+            // error even under strict; the gate removes them so the upstream never sees them.
+            (ReadOnlyInResource, _) => Rewrite,
+            // Strict directories (scim2-server) refuse unknown schema ids; it names no attribute.
+            (ForeignSchemaId, Dialect::Normalize) => Rewrite,
+            (ForeignSchemaId, Dialect::Tolerate | Dialect::Strict) => AsSent,
+            (NestedSchemas | SingleValueForMulti | BulkMethodCase | PaddedPath, _) => AsSent,
+        }
+    }
+
+    /// The identifier used in `docs/scim-checks.md`.
+    #[cfg(test)]
+    pub(crate) fn id(self) -> &'static str {
+        match self {
+            Deviation::CapitalisedOp => "capitalised-op",
+            Deviation::BooleanString => "boolean-string",
+            Deviation::MemberRemovalValue => "member-removal-value",
+            Deviation::ManagerString => "manager-string",
+            Deviation::PathKeyInValue => "path-key-in-value",
+            Deviation::AddOnValueFilter => "add-on-value-filter",
+            Deviation::ReadOnlyInValue => "read-only-in-value",
+            Deviation::ReadOnlyInResource => "read-only-in-resource",
+            Deviation::ForeignSchemaId => "foreign-schema-id",
+            Deviation::NestedSchemas => "nested-schemas",
+            Deviation::SingleValueForMulti => "single-value-for-multi",
+            Deviation::BulkMethodCase => "bulk-method-case",
+            Deviation::PaddedPath => "padded-path",
+        }
+    }
+
+    /// The words of a `strict` rejection.
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Deviation::CapitalisedOp => "op must be lower-case 'add', 'replace' or 'remove'",
             Deviation::BooleanString => "boolean sent as a string",
@@ -45,15 +161,30 @@ impl Deviation {
             }
             Deviation::AddOnValueFilter => "add on a value filter path",
             Deviation::ReadOnlyInValue => "readOnly attribute in a PATCH value",
+            Deviation::ReadOnlyInResource => "readOnly attribute in a resource body",
+            Deviation::ForeignSchemaId => "a schema id that is not a URN",
+            Deviation::NestedSchemas => "'schemas' inside an extension object or a PATCH value",
+            Deviation::SingleValueForMulti => "a multi-valued attribute needs an array",
+            Deviation::BulkMethodCase => "a Bulk method must be upper-case",
+            Deviation::PaddedPath => "a path must not be padded with white space",
         }
     }
 
-    pub fn scim_type(self) -> &'static str {
+    /// The `scimType` of a `strict` rejection.
+    pub(crate) fn scim_type(self) -> &'static str {
         match self {
-            Deviation::BooleanString | Deviation::ManagerString => scim_type::INVALID_VALUE,
-            Deviation::ReadOnlyInValue => scim_type::MUTABILITY,
+            Deviation::BooleanString
+            | Deviation::ManagerString
+            | Deviation::SingleValueForMulti
+            | Deviation::ForeignSchemaId => scim_type::INVALID_VALUE,
+            Deviation::ReadOnlyInValue | Deviation::ReadOnlyInResource => scim_type::MUTABILITY,
             Deviation::AddOnValueFilter => scim_type::INVALID_PATH,
-            _ => scim_type::INVALID_SYNTAX,
+            Deviation::CapitalisedOp
+            | Deviation::MemberRemovalValue
+            | Deviation::PathKeyInValue
+            | Deviation::NestedSchemas
+            | Deviation::BulkMethodCase => scim_type::INVALID_SYNTAX,
+            Deviation::PaddedPath => scim_type::INVALID_PATH,
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A rejection carries both the HTTP answer (`status`, `scimType`, `detail`) and a machine
 //! reason whose [`RejectReason::label`] is the `reason` label of
-//! `scim_gate_policy_rejections_total` (SPEC §7). Details name attributes and paths, never a
+//! `scim_gate_policy_rejections_total` (README, metrics). Details name attributes and paths, never a
 //! user's values: an e-mail address is personal data, so a domain failure names only the domain.
 
 use std::fmt;
@@ -53,9 +53,13 @@ impl RejectReason {
 /// A refused request: what the IdP is told and why we count it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
+    /// The HTTP status of the answer (400, 403 or 404).
     pub status: u16,
+    /// The RFC 7644 §3.12 `scimType`, on 400s only.
     pub scim_type: Option<&'static str>,
+    /// What is wrong, naming the attribute or path, never a user's value.
     pub detail: String,
+    /// The machine reason, the `reason` label of the rejection metric.
     pub reason: RejectReason,
 }
 

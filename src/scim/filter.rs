@@ -33,8 +33,11 @@ pub const DEFAULT_MAX_TERMS: usize = 1000;
 pub enum Filter {
     /// `attrPath op value`
     Compare {
+        /// The attribute compared.
         path: AttrPath,
+        /// The operator.
         op: CompareOp,
+        /// The value compared with.
         value: Literal,
     },
     /// `attrPath pr`
@@ -49,38 +52,60 @@ pub enum Filter {
     /// `a or b or …`: flat, two or more operands (see [`Filter::And`]).
     Or(Vec<Filter>),
     /// `attrPath[f]`, e.g. `emails[type eq "work" and value co "@example.com"]`
-    ValuePath { path: AttrPath, filter: Box<Filter> },
+    ValuePath {
+        /// The multi-valued attribute filtered.
+        path: AttrPath,
+        /// The filter on its elements.
+        filter: Box<Filter>,
+    },
 }
 
 /// `[URI ":"] ATTRNAME ["." ATTRNAME]`, names kept as written (comparisons are case-insensitive).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttrPath {
+    /// The schema URN prefix, if any.
     pub urn: Option<String>,
+    /// The attribute name.
     pub attr: String,
+    /// The sub-attribute of `attr.sub`.
     pub sub: Option<String>,
 }
 
 /// The comparison operators of RFC 7644 Table 3 (except `pr`, which takes no value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompareOp {
+    /// equal
     Eq,
+    /// not equal
     Ne,
+    /// contains
     Co,
+    /// starts with
     Sw,
+    /// ends with
     Ew,
+    /// greater than
     Gt,
+    /// less than
     Lt,
+    /// greater than or equal to
     Ge,
+    /// less than or equal to
     Le,
 }
 
 /// A comparison value. Numbers keep their JSON text so that printing loses nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Literal {
+    /// A JSON string, unescaped.
     String(String),
+    /// A JSON number, as written.
     Number(String),
+    /// `true`
     True,
+    /// `false`
     False,
+    /// `null`
     Null,
 }
 
@@ -88,7 +113,9 @@ pub enum Literal {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at offset {offset}")]
 pub struct FilterError {
+    /// The byte offset in the filter where parsing stopped.
     pub offset: usize,
+    /// What was expected there.
     pub message: String,
     /// The filter is well-formed so far but has more terms than allowed.
     pub too_many_terms: bool,

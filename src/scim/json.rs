@@ -4,41 +4,69 @@
 //! and attribute names are case-insensitive (RFC 7643 §2.1), so `{"userName":"a","UserName":"b"}`
 //! or a repeated `"op"` could mean one thing to the gate and another to the upstream. A gate
 //! must not have a parser differential, so any duplicate (ignoring ASCII case) is a 400.
-//! serde_json's recursion limit (128) still applies, so deep nesting cannot overflow the stack.
+//!
+//! Nesting is bounded explicitly ([`MAX_DEPTH`], `docs/scim-checks.md` "Limits on input"): the
+//! checks, the PUT comparison and the drop of the tree all recurse once per level, so the
+//! input must not decide how deep. A deeper body is a 400 that says so.
 
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use super::error::Rejection;
 
-/// Parse a request body: UTF-8 JSON, one object, no duplicate member names.
+/// The deepest nesting of arrays and objects accepted. SCIM bodies are a handful of levels
+/// deep (a Bulk operation's PATCH value is five); serde_json's own limit (128) is the backstop.
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// Parse a request body: UTF-8 JSON, one object, no duplicate member names, at most
+/// [`MAX_DEPTH`] levels.
 pub(crate) fn parse_object(body: &[u8]) -> Result<Value, Rejection> {
-    let v = serde_json::from_slice::<Strict>(body)
-        .map_err(|e| Rejection::invalid_json(format!("the body is not valid JSON: {e}")))?
-        .0;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = Strict { depth: 0 }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| Rejection::invalid_json(format!("the body is not valid JSON: {e}")))?;
     if !v.is_object() {
         return Err(Rejection::invalid_json("the body must be a JSON object"));
     }
     Ok(v)
 }
 
-struct Strict(Value);
+/// One value at `depth` levels of nesting (the body itself is at 0).
+#[derive(Clone, Copy)]
+struct Strict {
+    depth: usize,
+}
 
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct StrictVisitor;
+impl Strict {
+    /// The seed of a member or element; an error once the nesting passes [`MAX_DEPTH`].
+    fn child<E: de::Error>(self) -> Result<Strict, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format_args!(
+                "nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(Strict {
+            depth: self.depth + 1,
+        })
+    }
+}
 
 /// Below this many members a linear scan beats hashing lower-cased copies.
 const LINEAR_SCAN: usize = 16;
 
-impl<'de> Visitor<'de> for StrictVisitor {
+impl<'de> Visitor<'de> for Strict {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,14 +104,16 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let child = self.child()?;
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-        while let Some(Strict(v)) = seq.next_element()? {
+        while let Some(v) = seq.next_element_seed(child)? {
             out.push(v);
         }
         Ok(Value::Array(out))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let child = self.child()?;
         let mut out = Map::new();
         let mut seen: Option<HashSet<String>> = None;
         while let Some(key) = map.next_key::<String>()? {
@@ -107,7 +137,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
                     "duplicate member name '{key}' (names are case-insensitive)"
                 )));
             }
-            let Strict(v) = map.next_value()?;
+            let v = map.next_value_seed(child)?;
             out.insert(key, v);
         }
         Ok(Value::Object(out))
@@ -134,7 +164,7 @@ pub(crate) fn key_ci(obj: &Map<String, Value>, name: &str) -> Option<String> {
     obj.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
 }
 
-/// RFC 7643 §2.5 / SCIM-NOTES: `null`, a missing attribute and `[]` all mean "unassigned".
+/// RFC 7643 §2.5: `null`, a missing attribute and `[]` all mean "unassigned".
 pub(crate) fn unassigned(v: Option<&Value>) -> bool {
     match v {
         None | Some(Value::Null) => true,

@@ -32,12 +32,16 @@ pub struct PatchPath {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
     #[error("empty path")]
+    /// The path is empty or blank.
     Empty,
     #[error("invalid attribute name in '{0}'")]
+    /// An attribute or sub-attribute name is not an RFC 7643 §2.1 ATTRNAME.
     BadName(String),
     #[error("invalid filter in path: {0}")]
+    /// The value filter between brackets did not parse.
     Filter(#[from] super::filter::FilterError),
     #[error("unexpected input after position {0}")]
+    /// Input follows a complete path (the byte offset).
     Trailing(usize),
 }
 

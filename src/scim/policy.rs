@@ -1,4 +1,4 @@
-//! The operator's attribute policy (SPEC §2 `policy`), compiled once at config load so that a
+//! The operator's attribute policy (the `policy` configuration keys, README), compiled once at config load so that a
 //! request never pays for parsing the policy: names are lower-cased, updatable entries are
 //! parsed paths, and the known URNs are sorted longest first for the path parser.
 
@@ -9,7 +9,7 @@ use super::filter::DEFAULT_MAX_TERMS;
 use super::path::parse_path_in;
 use super::schema::{self, AttrDef, ENTERPRISE_URN, GROUP_URN, USER_URN};
 
-/// How the gate treats the known IdP deviations from RFC 7644 (SPEC §5 "Dialect").
+/// How the gate treats the known IdP deviations from RFC 7644 (`docs/scim-checks.md`, "Dialects").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Dialect {
     /// Accept the deviations and rewrite them to RFC form before forwarding.
@@ -33,9 +33,13 @@ pub enum ExtensionAllow {
 /// The policy as configured: plain data, built by the config module.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicySpec {
+    /// What to do with the known IdP deviations.
     pub dialect: Dialect,
+    /// `policy.users.updatable`: the User attributes a PATCH or PUT may change.
     pub users_updatable: Vec<String>,
+    /// `policy.groups.updatable`: the Group attributes a PATCH or PUT may change.
     pub groups_updatable: Vec<String>,
+    /// `policy.extensions`: the extension URNs accepted, with their attributes.
     pub extensions: Vec<(String, ExtensionAllow)>,
     /// Terms allowed in one filter, search or PATCH path (`policy.max_filter_terms`).
     pub max_filter_terms: usize,
@@ -44,8 +48,21 @@ pub struct PolicySpec {
 /// The SCIM resource types the gate checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource {
+    /// `/Users` (RFC 7643 §4.1).
     Users,
+    /// `/Groups` (RFC 7643 §4.2).
     Groups,
+}
+
+impl Dialect {
+    /// The configuration spelling (`policy.dialect`), used in `dialect` rejections.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Normalize => "normalize",
+            Dialect::Tolerate => "tolerate",
+            Dialect::Strict => "strict",
+        }
+    }
 }
 
 impl Resource {
@@ -75,17 +92,27 @@ impl Resource {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PolicySpecError {
     #[error("policy.{resource}.updatable: entry '{entry}': {reason}")]
+    /// An entry of `policy.{users,groups}.updatable` is not a valid attribute path.
     Updatable {
+        /// `users` or `groups`.
         resource: &'static str,
+        /// The entry as configured.
         entry: String,
+        /// Why it is refused.
         reason: String,
     },
     #[error("policy.extensions: '{urn}': {reason}")]
-    Extension { urn: String, reason: String },
+    /// An entry of `policy.extensions` is refused.
+    Extension {
+        /// The URN as configured.
+        urn: String,
+        /// Why it is refused.
+        reason: String,
+    },
 }
 
 impl Default for PolicySpec {
-    /// The defaults of SPEC §2.
+    /// The defaults documented in the README and `config/scim-gate.yaml`.
     fn default() -> Self {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         PolicySpec {
@@ -406,7 +433,7 @@ fn compile_rules(
     Ok(rules)
 }
 
-/// `userName` is immutable after creation (source documents, SPEC §5) and readOnly attributes
+/// `userName` is immutable after creation (`docs/scim-checks.md`: the default list leaves it out) and readOnly attributes
 /// can never change, so listing them is a configuration mistake worth failing on.
 fn check_core_entry(resource: Resource, attr: &str, sub: Option<&str>) -> Result<(), String> {
     let def = schema::find(resource.attrs(), attr)

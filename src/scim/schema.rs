@@ -11,7 +11,11 @@
 pub enum AttrType {
     String,
     Boolean,
+    // RFC 7643 §2.3 lists them and the type check handles them; no attribute of the built-in
+    // schemas has them yet.
+    #[allow(dead_code)]
     Decimal,
+    #[allow(dead_code)]
     Integer,
     DateTime,
     Binary,
@@ -54,6 +58,15 @@ impl AttrDef {
 /// Find an attribute in a list, case-insensitively.
 pub fn find(list: &'static [AttrDef], name: &str) -> Option<&'static AttrDef> {
     list.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+}
+
+/// Whether `def` is the Enterprise User `manager` (RFC 7643 §4.3), which Entra sends as a bare
+/// id string (deviation `manager-string`, `docs/scim-checks.md`).
+/// The cheap tests come first: the PUT comparison asks this of every string value.
+pub(crate) fn is_manager(def: &AttrDef) -> bool {
+    def.ty == AttrType::Complex
+        && def.name == "manager"
+        && find(ENTERPRISE_ATTRS, "manager").is_some_and(|m| std::ptr::eq(m, def))
 }
 
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

@@ -230,11 +230,16 @@ fn add_on_value_filter() {
 
 #[test]
 fn read_only_id_in_no_path_value() {
-    check_deviation(
-        Resource::Groups,
-        json!([{"op": "replace", "value": {"id": "g1", "displayName": "New"}}]),
-        json!([{"op": "replace", "value": {"displayName": "New"}}]),
-    );
+    let ops = json!([{"op": "replace", "value": {"id": "g1", "displayName": "New"}}]);
+    let expected = json!([{"op": "replace", "value": {"displayName": "New"}}]);
+    // normalize and (since issue 15 finding 12) tolerate remove it; strict refuses it.
+    for d in [Dialect::Normalize, Dialect::Tolerate] {
+        let r = patch_groups(&policy(d), ops.clone());
+        assert_eq!(rewritten(r)["Operations"], expected, "{d:?}");
+    }
+    let e = rejection(patch_groups(&policy(Dialect::Strict), ops));
+    assert_eq!(e.reason, RejectReason::Dialect, "{e:?}");
+    assert!(e.detail.contains("Operations[0]"), "{}", e.detail);
 }
 
 #[test]

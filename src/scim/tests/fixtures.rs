@@ -1,5 +1,5 @@
 //! Real request bodies from IdP documentation and issue trackers (tests/fixtures/idp), checked
-//! against the default policy of SPEC §2 under `normalize`.
+//! against the default policy under `normalize`.
 
 use serde_json::Value;
 

@@ -1,10 +1,12 @@
-//! Tests of the SCIM checks. Helpers build the default policy of SPEC §2.
+//! Tests of the SCIM checks. Helpers build the default policy (`PolicySpec::default`).
 
+mod catalogue;
 mod dialects;
 mod filters;
 mod fixtures;
 mod paths;
 mod props;
+mod reliability;
 mod rules;
 
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The rules of SPEC §5 under the default policy.
+//! The rules of `docs/scim-checks.md` under the default policy.
 
 use serde_json::json;
 
@@ -139,15 +139,19 @@ fn extension_attributes_outside_policy_rejected_everywhere() {
 }
 
 #[test]
-fn read_only_attributes_ignored_and_stripped_under_normalize() {
+fn read_only_attributes_ignored_and_stripped_in_every_dialect() {
     let body = user(json!({"id": "x", "meta": {"resourceType": "User"}, "groups": []}));
     let out = rewritten(post_user(&n(), body.clone()));
     assert!(out.get("id").is_none() && out.get("meta").is_none() && out.get("groups").is_none());
     assert_eq!(out["userName"], "bjensen@acme.com");
-    // tolerate and strict forward them as sent (RFC 7643 §2.2: ignored, not an error).
+    // tolerate and strict drop them too (RFC 7643 §2.2: ignored, not an error; issue 15
+    // finding 12: they used to be forwarded as sent).
     for d in [Dialect::Tolerate, Dialect::Strict] {
-        let r = post_user(&policy(d), body.clone());
-        assert_eq!(r, Ok(Checked { body: None }), "{d:?}");
+        let out = rewritten(post_user(&policy(d), body.clone()));
+        assert!(
+            out.get("id").is_none() && out.get("meta").is_none() && out.get("groups").is_none(),
+            "{d:?}: {out}"
+        );
     }
     // Even ill-typed readOnly values are ignored, not checked.
     assert!(post_user(&n(), user(json!({"meta": 5}))).is_ok());
