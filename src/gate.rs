@@ -129,8 +129,6 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(cfg: &Config, tokens: Arc<TokenStore>) -> Result<Gate, crate::StartError> {
-        let policy = Policy::compile(&cfg.policy_spec())
-            .map_err(|e| crate::StartError::Policy(e.to_string()))?;
         Ok(Gate {
             base_path: cfg.base_path.clone(),
             max_body: cfg.policy.max_body_bytes,
@@ -138,7 +136,7 @@ impl Gate {
             read_timeout: cfg.upstream.read_timeout,
             tls_listener: cfg.server.tls.is_some(),
             tokens,
-            policy,
+            policy: cfg.policy.compiled.clone(),
             upstream: Upstream::new(cfg)?,
             in_flight: AtomicUsize::new(0),
         })

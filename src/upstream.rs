@@ -52,7 +52,7 @@ impl Upstream {
     /// Resolves the host once: `HttpPeer::new` with a host name would resolve it synchronously
     /// on every request, blocking a worker thread on DNS.
     pub fn new(cfg: &Config) -> Result<Upstream, UpstreamError> {
-        let target = cfg.upstream_target();
+        let target = cfg.upstream.target.clone();
         let addr: SocketAddr = (target.host.as_str(), target.port)
             .to_socket_addrs()
             .map_err(|e| UpstreamError::Resolve(target.authority.clone(), e.to_string()))?
@@ -70,7 +70,11 @@ impl Upstream {
         let scheme = if target.tls { "https" } else { "http" };
         Ok(Upstream {
             prefix: format!("{scheme}://{}{}", target.authority, target.path),
-            authorization: cfg.upstream.authorization.as_ref().map(|s| s.0.clone()),
+            authorization: cfg
+                .upstream
+                .authorization
+                .as_ref()
+                .map(|a| a.value.expose().to_string()),
             target,
             peer,
             connector: Connector::new(None),
