@@ -9,6 +9,7 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Config, UpstreamTarget};
+use crate::metrics::UpstreamErrorKind;
 
 /// The most the gate reads of a resource it fetches for a PUT comparison.
 const MAX_FETCH: usize = 4 * 1024 * 1024;
@@ -28,12 +29,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The SCIM error for the IdP, and the `kind` label of `scim_gate_upstream_errors_total`.
-    pub fn status_and_kind(&self) -> (u16, &'static str) {
+    /// The SCIM error status for the IdP, and the kind the failure is counted as.
+    pub fn status_and_kind(&self) -> (u16, UpstreamErrorKind) {
         match self {
-            UpstreamError::Timeout(_) => (504, "timeout"),
-            UpstreamError::Status(_) | UpstreamError::Body(_) => (502, "bad_response"),
-            UpstreamError::Resolve(..) | UpstreamError::Connect(_) => (502, "connect"),
+            UpstreamError::Timeout(_) => (504, UpstreamErrorKind::Timeout),
+            UpstreamError::Status(_) | UpstreamError::Body(_) => {
+                (502, UpstreamErrorKind::BadResponse)
+            }
+            UpstreamError::Resolve(..) | UpstreamError::Connect(_) => {
+                (502, UpstreamErrorKind::Connect)
+            }
         }
     }
 }
