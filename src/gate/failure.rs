@@ -25,7 +25,7 @@ impl Gate {
             classify_proxy_error(e, ctx)
         };
         let code = err.status;
-        if session.response_written().is_none() && respond(session, &err).await.is_err() {
+        if session.response_written().is_none() && self.answer(session, &err).await.is_err() {
             log::debug!("could not write error response: downstream gone");
         }
         FailToProxy {
@@ -34,6 +34,56 @@ impl Gate {
         }
     }
 }
+
+impl Gate {
+    /// Writes the gate's own answer, then drains what is left of the request body, so the
+    /// answer reaches a client still sending.
+    ///
+    /// Pingora writes an answer given before the body fully arrived with `Connection: close`
+    /// (`close_on_response_before_downstream_finish`, on by default) and then closes the socket
+    /// without reading the rest (`HttpSession::reuse` shuts down instead of draining when
+    /// keep-alive is off). The kernel answers a close with unread bytes in the receive queue
+    /// with a reset (RFC 9112 §9.6 asks servers to close in stages for this reason), and a
+    /// client that writes its whole body before reading (Python's `http.client`) sees the reset
+    /// instead of the answer. Draining up to [`DRAIN_LIMIT`] bytes within `server.body_timeout`
+    /// lets it finish sending and read the answer; past either bound the gate closes anyway.
+    pub(super) async fn answer(&self, session: &mut Session, e: &ScimError) -> pingora::Result<()> {
+        respond(session, e).await?;
+        // A 408 answers a client that stopped sending: waiting for more would only hold the
+        // connection longer.
+        if e.status != 408 && !session.is_body_done() {
+            self.drain(session).await;
+        }
+        Ok(())
+    }
+
+    /// Reads and discards the rest of the request body, up to [`DRAIN_LIMIT`] bytes and
+    /// `server.body_timeout`. Chunks are dropped as they come, so draining holds no memory.
+    async fn drain(&self, session: &mut Session) {
+        let downstream = session.as_downstream_mut();
+        downstream.set_read_timeout(Some(self.body_timeout));
+        let read_all = async {
+            let mut seen = 0usize;
+            while let Ok(Some(chunk)) = downstream.read_request_body().await {
+                seen = seen.saturating_add(chunk.len());
+                if seen > DRAIN_LIMIT {
+                    break;
+                }
+            }
+        };
+        if tokio::time::timeout(self.body_timeout, read_all)
+            .await
+            .is_err()
+        {
+            log::debug!("request body still arriving after the early answer; closing");
+        }
+    }
+}
+
+/// The most of an unwanted request body the gate reads to let its early answer arrive
+/// (see [`Gate::answer`]): a few times the largest body an IdP sends; beyond it the client
+/// is not one that will read the answer anyway.
+pub(super) const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 /// A policy rejection: counted by its reason, answered as it is.
 pub(super) fn reject(r: crate::scim::Rejection) -> ScimError {
@@ -95,7 +145,7 @@ fn classify_proxy_error(e: &Error, ctx: &mut GateCtx) -> ScimError {
 }
 
 /// Writes a complete SCIM error response.
-pub(super) async fn respond(session: &mut Session, e: &ScimError) -> pingora::Result<()> {
+async fn respond(session: &mut Session, e: &ScimError) -> pingora::Result<()> {
     let body = e.body();
     let header = e.header(body.len())?;
     session

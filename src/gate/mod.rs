@@ -122,7 +122,7 @@ impl Gate {
                 if ctx.outcome == Outcome::Forwarded {
                     ctx.outcome = Outcome::Rejected;
                 }
-                failure::respond(session, &e).await?;
+                self.answer(session, &e).await?;
                 Ok(Decision::Responded)
             }
         }
