@@ -43,6 +43,34 @@ impl UpstreamError {
     }
 }
 
+/// Removes every spelling of the gate's identity headers (`X-Scim-Tenant`, `X-Scim-Token-Id`
+/// with dashes or underscores, any case) before the gate sets its own: a CGI or WSGI upstream
+/// reads `X_Scim_Tenant` as the same `HTTP_X_SCIM_TENANT` variable. Allocates nothing unless a
+/// client sent one.
+fn strip_identity_spellings(req: &mut RequestHeader) {
+    const OWN: [&[u8]; 2] = [b"x-scim-tenant", b"x-scim-token-id"];
+    while let Some(name) = req
+        .headers
+        .keys()
+        .find(|n| {
+            OWN.iter()
+                .any(|own| same_header_name(n.as_str().as_bytes(), own))
+        })
+        .cloned()
+    {
+        req.remove_header(&name);
+    }
+}
+
+/// Header names compared as CGI/WSGI upstreams see them: case-insensitive, `_` the same as `-`.
+pub(crate) fn same_header_name(name: &[u8], wanted: &[u8]) -> bool {
+    let fold = |b: u8| match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    };
+    name.len() == wanted.len() && name.iter().zip(wanted).all(|(a, b)| fold(*a) == fold(*b))
+}
+
 /// Everything about the upstream, built once at start.
 pub struct Upstream {
     pub target: UpstreamTarget,
@@ -104,8 +132,7 @@ impl Upstream {
             req.insert_header(http::header::AUTHORIZATION, auth.as_str())?;
         }
         req.insert_header(http::header::HOST, self.target.authority.as_str())?;
-        req.remove_header("x-scim-tenant");
-        req.remove_header("x-scim-token-id");
+        strip_identity_spellings(req);
         req.insert_header("X-Scim-Tenant", tenant)?;
         req.insert_header("X-Scim-Token-Id", token_id)?;
         Ok(())

@@ -102,3 +102,134 @@ fn send_chunked_slowly(gate: &GateProc, head: &str, body_len: usize) -> Option<R
     let mut rest = std::io::Cursor::new(first.to_vec()).chain(s);
     Some(read_response(&mut rest))
 }
+
+fn headers_named(req: &scim_gate::demo::DemoRequest, folded: &str) -> Vec<(String, String)> {
+    req.headers
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().replace('_', "-") == folded)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn identity_headers_cannot_be_spoofed_in_any_spelling() {
+    let (up, gate, t) = setup();
+    let r = gate.raw_request(
+        "GET",
+        "/scim/v2/Users",
+        &[
+            format!("Authorization: Bearer {}", t.plaintext).as_bytes(),
+            b"X_Scim_Tenant: victim",
+            b"x_scim_token_id: tok_victim",
+            b"X-SCIM-TENANT: victim",
+            b"x-Scim_Token-Id: tok_victim",
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.dir.received();
+    assert_eq!(seen.len(), 1);
+    let tenant = headers_named(&seen[0], "x-scim-tenant");
+    assert_eq!(tenant, vec![("X-Scim-Tenant".into(), "acme".into())]);
+    let id = headers_named(&seen[0], "x-scim-token-id");
+    assert_eq!(id, vec![("X-Scim-Token-Id".into(), "tok_rob".into())]);
+}
+
+#[test]
+fn no_body_and_no_method_override_on_get_or_delete() {
+    let (up, gate, t) = setup();
+    let auth = format!("Authorization: Bearer {}", t.plaintext);
+    for method in ["GET", "DELETE"] {
+        let r = gate.raw_request(
+            method,
+            "/scim/v2/Users/abc",
+            &[
+                auth.as_bytes(),
+                b"Content-Type: application/scim+json",
+                b"Content-Length: 2\r\n\r\n{}",
+            ],
+        );
+        assert_scim_error(&r, 400, Some("invalidSyntax"));
+        let r = gate.raw_request(
+            method,
+            "/scim/v2/Users/abc",
+            &[
+                auth.as_bytes(),
+                b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n",
+            ],
+        );
+        assert_scim_error(&r, 400, Some("invalidSyntax"));
+    }
+    for header in [
+        &b"X-HTTP-Method-Override: DELETE"[..],
+        b"X-HTTP-Method: DELETE",
+        b"x-method-override: DELETE",
+        b"X_HTTP_Method_Override: DELETE",
+    ] {
+        let r = gate.raw_request("GET", "/scim/v2/Users", &[auth.as_bytes(), header]);
+        assert_scim_error(&r, 400, Some("invalidSyntax"));
+    }
+    for query in ["_method=DELETE", "a=1&_METHOD=DELETE", "%5Fmethod=DELETE"] {
+        let r = gate.raw_request(
+            "GET",
+            &format!("/scim/v2/Users?{query}"),
+            &[auth.as_bytes()],
+        );
+        assert_scim_error(&r, 400, Some("invalidSyntax"));
+    }
+    assert!(up.dir.received().is_empty(), "nothing was forwarded");
+    // An empty body (Content-Length: 0) is no body.
+    let r = gate.raw_request(
+        "GET",
+        "/scim/v2/Users",
+        &[auth.as_bytes(), b"Content-Length: 0"],
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn upgrade_is_never_forwarded_and_a_101_is_no_tunnel() {
+    let (up, gate, t) = setup();
+    let auth = format!("Authorization: Bearer {}", t.plaintext);
+    let r = gate.raw_request(
+        "GET",
+        "/scim/v2/Users",
+        &[
+            auth.as_bytes(),
+            b"Connection: Upgrade",
+            b"Upgrade: websocket",
+        ],
+    );
+    assert_eq!(r.status, 200);
+    let seen = up.dir.received();
+    assert!(seen[0].header("upgrade").is_none(), "{:?}", seen[0].headers);
+
+    // An upstream that switches protocols anyway.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).is_ok_and(|n| n == 1) {
+                head.push(b[0]);
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nTUNNEL-BYTES",
+            );
+        }
+    });
+    let gate2 = GateProc::start(GateOpts::new(&format!("http://127.0.0.1:{port}/v2")), &[&t]);
+    let r = gate2.raw_request(
+        "GET",
+        "/scim/v2/Users",
+        &[
+            auth.as_bytes(),
+            b"Connection: Upgrade",
+            b"Upgrade: websocket",
+        ],
+    );
+    assert_scim_error(&r, 502, None);
+    assert!(!r.text().contains("TUNNEL"), "{}", r.text());
+    drop(gate);
+}

@@ -37,6 +37,7 @@ use crate::error::ScimError;
 use crate::metrics::Outcome;
 use crate::routes::Route;
 use crate::scim::{Policy, Request, WriteMethod};
+use crate::upstream::same_header_name;
 
 /// Pingora's retry-buffer size (`pingora-core` `BODY_BUF_LIMIT`, not exported).
 const REPLAY_LIMIT: usize = 64 * 1024;
@@ -254,6 +255,57 @@ pub(super) fn has_body(m: &http::Method) -> bool {
         *m,
         http::Method::POST | http::Method::PUT | http::Method::PATCH
     )
+}
+
+/// GET and DELETE carry no body to the upstream (RFC 9110 §9.3.1 gives one no meaning): the
+/// gate checks bodies only on writes, so one forwarded here would reach the upstream unchecked.
+/// Refused (400) rather than dropped, so an IdP sending one learns it was not used.
+pub(super) fn check_no_body(req: &RequestHeader) -> Result<(), ScimError> {
+    let chunked = req.headers.get(http::header::TRANSFER_ENCODING).is_some();
+    let length = req
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0' && *b != b' '));
+    if chunked || length {
+        return Err(ScimError::new(
+            400,
+            Some("invalidSyntax"),
+            format!("a {} request carries no body", req.method),
+        ));
+    }
+    Ok(())
+}
+
+/// Method-override headers and the `_method` parameter some frameworks honour: the gate
+/// judges the request by its method, so an upstream that acted on another one would act on
+/// something nobody checked. Refused (400), never forwarded.
+pub(super) fn check_method_override(req: &RequestHeader) -> Result<(), ScimError> {
+    const HEADERS: [&str; 3] = [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ];
+    let header = req.headers.keys().any(|name| {
+        HEADERS
+            .iter()
+            .any(|h| same_header_name(name.as_str().as_bytes(), h.as_bytes()))
+    });
+    let param = req.uri.query().is_some_and(|q| {
+        q.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            percent_encoding::percent_decode_str(name)
+                .map(|b| b.to_ascii_lowercase())
+                .eq(b"_method".iter().copied())
+        })
+    });
+    if header || param {
+        return Err(ScimError::new(
+            400,
+            Some("invalidSyntax"),
+            "method overrides (X-HTTP-Method-Override and the like, _method) are not accepted",
+        ));
+    }
+    Ok(())
 }
 
 fn check_content_type(req: &RequestHeader) -> Result<(), ScimError> {

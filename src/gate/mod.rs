@@ -154,10 +154,19 @@ impl Gate {
                 format!("{method} is not allowed on {}", route.label()),
             ));
         }
+        admission::check_method_override(req)?;
         ctx.public_prefix = self.public_prefix(req);
         if admission::has_body(&method) {
             self.admit_body(session, ctx, &route).await?;
+        } else {
+            admission::check_no_body(req)?;
         }
+        // No tunnel past the checks: without `Upgrade` on the request, neither the upstream
+        // nor Pingora treats the exchange as a protocol switch (a 101 anyway is refused in
+        // `response.rs`). Removed here, so the upstream copy never has it either.
+        session
+            .req_header_mut()
+            .remove_header(&http::header::UPGRADE);
         Ok(())
     }
 

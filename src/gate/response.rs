@@ -16,6 +16,14 @@ impl Gate {
         ctx: &mut GateCtx,
     ) -> pingora::Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The gate forwards no `Upgrade`, so a 101 is an upstream switching on its own: a
+            // tunnel would carry bytes no check sees. Refused as a bad upstream answer (502).
+            return pingora::Error::e_explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "upstream answered 101 Switching Protocols",
+            );
+        }
         if resp.status.is_server_error() {
             metrics::count_upstream_error(UpstreamErrorKind::Status5xx);
         }
