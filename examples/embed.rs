@@ -213,7 +213,7 @@ fn main() -> std::process::ExitCode {
         "embed proxy",
     );
     for addr in &cfg.server.listen {
-        proxy.add_tcp(addr);
+        proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
     log::info!(

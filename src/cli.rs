@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::client::AdminClient;
-use crate::config::Config;
+use crate::config::raw::RawConfig;
+use crate::config::{defaults, Config};
 use crate::server::{self, RunOptions};
 use crate::tokens::secret;
 
@@ -177,9 +178,12 @@ fn socket_path(args: &TokenArgs) -> Result<PathBuf, String> {
 /// and may not be able to read its TLS key, and neither matters for finding the socket.
 fn socket_from_config(path: &Path) -> Result<PathBuf, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cfg: Config =
+    let cfg: RawConfig =
         serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let socket = cfg.admin.socket;
+    let socket = cfg
+        .admin
+        .and_then(|a| a.socket)
+        .unwrap_or_else(|| PathBuf::from(defaults::ADMIN_SOCKET));
     if socket.is_absolute() {
         return Ok(socket);
     }

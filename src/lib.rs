@@ -48,8 +48,6 @@ pub enum StartError {
     Audit(#[from] audit::AuditError),
     #[error(transparent)]
     Upstream(#[from] upstream::UpstreamError),
-    #[error("policy: {0}")]
-    Policy(String),
     #[error("cannot listen on {0}")]
     Listen(String),
 }

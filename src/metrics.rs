@@ -115,6 +115,68 @@ pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// The `outcome` label of `scim_gate_requests_total`: what became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// Sent to the upstream (whatever it answered).
+    #[default]
+    Forwarded,
+    /// Refused for its token (401, or 400 for two `Authorization` headers).
+    Unauthorized,
+    /// Refused by a route, guard or SCIM check.
+    Rejected,
+    /// The upstream could not be reached or did not answer (502, 504).
+    UpstreamError,
+}
+
+impl Outcome {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Unauthorized => "unauthorized",
+            Outcome::Rejected => "rejected",
+            Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// The `kind` label of `scim_gate_upstream_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    /// No connection (refused, no route, connect timeout, DNS).
+    Connect,
+    /// The TLS handshake or the certificate failed.
+    Tls,
+    /// Connected, but no answer in time.
+    Timeout,
+    /// An answer the gate could not use when reading a resource itself.
+    BadResponse,
+    /// A 5xx status from the upstream (forwarded as it is).
+    Status5xx,
+    /// Anything else Pingora reports.
+    Other,
+}
+
+impl UpstreamErrorKind {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Tls => "tls",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::BadResponse => "bad_response",
+            UpstreamErrorKind::Status5xx => "status_5xx",
+            UpstreamErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Counts one upstream failure.
+pub fn count_upstream_error(kind: UpstreamErrorKind) {
+    UPSTREAM_ERRORS.with_label_values(&[kind.label()]).inc();
+}
+
 /// Metric constructors only fail on invalid names or label sets, which are constants here.
 fn unreachable_metric(e: prometheus::Error) -> ! {
     panic!("invalid metric definition: {e}")

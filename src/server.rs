@@ -93,10 +93,10 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
     );
     for addr in &cfg.server.listen {
         match &cfg.server.tls {
-            None => proxy.add_tcp(addr),
+            None => proxy.add_tcp(&addr.to_string()),
             Some(tls) => proxy
                 .add_tls(
-                    addr,
+                    &addr.to_string(),
                     &tls.cert.display().to_string(),
                     &tls.key.display().to_string(),
                 )
@@ -124,7 +124,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
         "scim-gate metrics".to_string(),
         HttpServer::new_app(MetricsApp),
     );
-    metrics_service.add_tcp(&cfg.metrics.listen);
+    metrics_service.add_tcp(&cfg.metrics.listen.to_string());
     server.add_service(metrics_service);
 
     // Started by Pingora after it daemonised, so the watcher thread survives the fork.

@@ -9,6 +9,7 @@ use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Config, UpstreamTarget};
+use crate::metrics::UpstreamErrorKind;
 
 /// The most the gate reads of a resource it fetches for a PUT comparison.
 const MAX_FETCH: usize = 4 * 1024 * 1024;
@@ -28,14 +29,46 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// The SCIM error for the IdP, and the `kind` label of `scim_gate_upstream_errors_total`.
-    pub fn status_and_kind(&self) -> (u16, &'static str) {
+    /// The SCIM error status for the IdP, and the kind the failure is counted as.
+    pub fn status_and_kind(&self) -> (u16, UpstreamErrorKind) {
         match self {
-            UpstreamError::Timeout(_) => (504, "timeout"),
-            UpstreamError::Status(_) | UpstreamError::Body(_) => (502, "bad_response"),
-            UpstreamError::Resolve(..) | UpstreamError::Connect(_) => (502, "connect"),
+            UpstreamError::Timeout(_) => (504, UpstreamErrorKind::Timeout),
+            UpstreamError::Status(_) | UpstreamError::Body(_) => {
+                (502, UpstreamErrorKind::BadResponse)
+            }
+            UpstreamError::Resolve(..) | UpstreamError::Connect(_) => {
+                (502, UpstreamErrorKind::Connect)
+            }
         }
     }
+}
+
+/// Removes every spelling of the gate's identity headers (`X-Scim-Tenant`, `X-Scim-Token-Id`
+/// with dashes or underscores, any case) before the gate sets its own: a CGI or WSGI upstream
+/// reads `X_Scim_Tenant` as the same `HTTP_X_SCIM_TENANT` variable. Allocates nothing unless a
+/// client sent one.
+fn strip_identity_spellings(req: &mut RequestHeader) {
+    const OWN: [&[u8]; 2] = [b"x-scim-tenant", b"x-scim-token-id"];
+    while let Some(name) = req
+        .headers
+        .keys()
+        .find(|n| {
+            OWN.iter()
+                .any(|own| same_header_name(n.as_str().as_bytes(), own))
+        })
+        .cloned()
+    {
+        req.remove_header(&name);
+    }
+}
+
+/// Header names compared as CGI/WSGI upstreams see them: case-insensitive, `_` the same as `-`.
+pub(crate) fn same_header_name(name: &[u8], wanted: &[u8]) -> bool {
+    let fold = |b: u8| match b {
+        b'_' => b'-',
+        b => b.to_ascii_lowercase(),
+    };
+    name.len() == wanted.len() && name.iter().zip(wanted).all(|(a, b)| fold(*a) == fold(*b))
 }
 
 /// Everything about the upstream, built once at start.
@@ -52,7 +85,7 @@ impl Upstream {
     /// Resolves the host once: `HttpPeer::new` with a host name would resolve it synchronously
     /// on every request, blocking a worker thread on DNS.
     pub fn new(cfg: &Config) -> Result<Upstream, UpstreamError> {
-        let target = cfg.upstream_target();
+        let target = cfg.upstream.target.clone();
         let addr: SocketAddr = (target.host.as_str(), target.port)
             .to_socket_addrs()
             .map_err(|e| UpstreamError::Resolve(target.authority.clone(), e.to_string()))?
@@ -70,7 +103,11 @@ impl Upstream {
         let scheme = if target.tls { "https" } else { "http" };
         Ok(Upstream {
             prefix: format!("{scheme}://{}{}", target.authority, target.path),
-            authorization: cfg.upstream.authorization.as_ref().map(|s| s.0.clone()),
+            authorization: cfg
+                .upstream
+                .authorization
+                .as_ref()
+                .map(|a| a.value.expose().to_string()),
             target,
             peer,
             connector: Connector::new(None),
@@ -95,8 +132,7 @@ impl Upstream {
             req.insert_header(http::header::AUTHORIZATION, auth.as_str())?;
         }
         req.insert_header(http::header::HOST, self.target.authority.as_str())?;
-        req.remove_header("x-scim-tenant");
-        req.remove_header("x-scim-token-id");
+        strip_identity_spellings(req);
         req.insert_header("X-Scim-Tenant", tenant)?;
         req.insert_header("X-Scim-Token-Id", token_id)?;
         Ok(())

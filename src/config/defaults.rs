@@ -1,0 +1,58 @@
+//! Every default of the configuration, defined once. The serde layer ([`super::raw`]) leaves a
+//! missing key as `None`; resolution ([`super::Config::resolve`]) fills it from here, and
+//! nowhere else invents a value. `config/scim-gate.yaml` shows the same values to operators.
+
+use std::time::Duration;
+
+/// `server.listen`.
+pub const LISTEN: &str = "127.0.0.1:8080";
+/// `server.threads`: Pingora worker threads.
+pub const THREADS: usize = 2;
+/// `server.shutdown_grace`: how long SIGTERM waits for in-flight requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// `server.body_timeout`: the whole request body must arrive within this (408 otherwise).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
+/// `base_path`: the public SCIM root.
+pub const BASE_PATH: &str = "/scim/v2";
+/// `upstream.connect_timeout` (502 beyond it).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// `upstream.read_timeout` (504 beyond it).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// `tokens.file`, relative to the config file's folder.
+pub const TOKENS_FILE: &str = "tokens.yaml";
+/// `tokens.max_per_idp`: two tokens per (tenant, IdP) allow a rotation without an outage.
+pub const MAX_PER_IDP: usize = 2;
+/// `admin.socket`, relative to the config file's folder.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+/// `audit.file`, relative to the config file's folder.
+pub const AUDIT_FILE: &str = "audit.jsonl";
+/// `metrics.listen`.
+pub const METRICS_LISTEN: &str = "127.0.0.1:9090";
+/// `policy.max_body_bytes`: 1 MiB, the usual SCIM `maxPayloadSize`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// `policy.max_filter_terms`: the `scim` module's own bound.
+pub const MAX_FILTER_TERMS: usize = crate::scim::DEFAULT_MAX_TERMS;
+
+/// The SCIM enterprise User extension (RFC 7643 §4.3).
+pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// Ivanti's User extension, whose schema the gate does not know (any value is accepted).
+pub const IVANTI_URN: &str = "urn:ietf:params:scim:schemas:extension:ivanti:2.0:User";
+
+/// `policy.users.updatable`: what an IdP may change on a User (`userName` never).
+pub const USERS_UPDATABLE: &[&str] = &[
+    "displayName",
+    "emails",
+    "name.givenName",
+    "name.familyName",
+    "active",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+    IVANTI_URN,
+];
+
+/// `policy.groups.updatable`.
+pub const GROUPS_UPDATABLE: &[&str] = &["displayName", "members"];
+
+/// `policy.extensions`: of the enterprise extension only `department`; all of Ivanti's.
+/// `None` stands for `"*"` (every attribute).
+pub const EXTENSIONS: &[(&str, Option<&[&str]>)] =
+    &[(ENTERPRISE_URN, Some(&["department"])), (IVANTI_URN, None)];

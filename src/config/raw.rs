@@ -1,0 +1,332 @@
+//! The configuration file as serde reads it: every key the YAML may hold and nothing else.
+//!
+//! Every struct denies unknown fields (a typo is an error, not a silently ignored key), and
+//! every optional key is an `Option`: `None` means "not written", and only
+//! [`super::Config::resolve`] decides what that means (see [`super::defaults`]). The types
+//! derive `Serialize` too, so a test harness can build a config as a typed value and write it
+//! as YAML, and `check-config` prints the effective config in the very same shape.
+//!
+//! A key that is present must hold a value: `threads: ~` is a type error as before, not a
+//! request for the default (`present` below), so an operator who blanks a key by mistake is
+//! told so.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The whole file. Only `upstream.url` is required.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The public listener.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub server: Option<RawServer>,
+    /// The public SCIM root, e.g. `/scim/v2`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub base_path: Option<String>,
+    /// The directory behind the gate.
+    pub upstream: RawUpstream,
+    /// The token file.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tokens: Option<RawTokens>,
+    /// The admin socket.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub admin: Option<RawAdmin>,
+    /// The audit trail.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub audit: Option<RawAudit>,
+    /// The Prometheus listener.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metrics: Option<RawMetrics>,
+    /// The SCIM checks.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub policy: Option<RawPolicy>,
+}
+
+/// `server:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// One address or a list (YAML may write either; printed as a list).
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub listen: Option<Vec<String>>,
+    /// PEM certificate and key: the listener speaks HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RawTls>,
+    /// Pingora worker threads.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub threads: Option<usize>,
+    /// How long SIGTERM waits for in-flight requests.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shutdown_grace: Option<Duration>,
+    /// How long a client may take to send a request body, and the longest pause between two
+    /// of its reads (408 when exceeded).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body_timeout: Option<Duration>,
+}
+
+/// `server.tls:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `upstream:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// The directory's SCIM root, `http://` or `https://`.
+    pub url: String,
+    /// The environment variable holding the upstream's `Authorization` value. The value itself
+    /// never appears in a config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_env: Option<String>,
+    /// 502 beyond it.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_timeout: Option<Duration>,
+    /// 504 beyond it.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub read_timeout: Option<Duration>,
+}
+
+/// `tokens:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    /// The token file (hashes only).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file: Option<PathBuf>,
+    /// Tokens allowed per (tenant, IdP).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_per_idp: Option<usize>,
+}
+
+/// `admin:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// The Unix socket of the admin API.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub socket: Option<PathBuf>,
+    /// Peer uids allowed besides the gate's own.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allowed_uids: Option<Vec<u32>>,
+}
+
+/// `audit:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The append-only JSON-lines file.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file: Option<PathBuf>,
+}
+
+/// `metrics:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Where `GET /metrics` is served.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub listen: Option<String>,
+}
+
+/// `policy:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Larger bodies get 413.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_body_bytes: Option<usize>,
+    /// How known IdP deviations are handled.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dialect: Option<DialectName>,
+    /// What may change on a User.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub users: Option<Updatable>,
+    /// What may change on a Group.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub groups: Option<Updatable>,
+    /// Which extension attributes may appear at all.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub extensions: Option<BTreeMap<String, ExtensionAttrs>>,
+    /// Terms allowed in one filter, search or PATCH path (400 `invalidFilter` above).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_filter_terms: Option<usize>,
+}
+
+/// `policy.dialect`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DialectName {
+    /// Rewrite known deviations into standard SCIM before forwarding.
+    #[default]
+    Normalize,
+    /// Accept known deviations and forward them as sent.
+    Tolerate,
+    /// Refuse known deviations.
+    Strict,
+}
+
+/// `policy.users` / `policy.groups`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Updatable {
+    /// Attribute paths (or whole extension URNs) an IdP may change.
+    pub updatable: Vec<String>,
+}
+
+/// `"*"` (every attribute of the extension) or a list of attribute names.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ExtensionAttrs {
+    /// Must be `"*"`; any other string is refused at resolution.
+    All(String),
+    /// These attributes only.
+    Attrs(Vec<String>),
+}
+
+/// A key that is present must deserialise as its type: `null` is not "use the default".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// `listen: 127.0.0.1:8080` or `listen: [a, b]`.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(Some(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    }))
+}
+
+/// Durations as the humans write them (`500ms`, `2s`, `10m`, `1h`, `365d`).
+mod duration_opt {
+    use super::*;
+    use crate::config::values::{format_duration, parse_duration};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,329 @@
+//! The gate: the steps every SCIM request goes through, one Pingora hook at a time.
+//!
+//! One request goes: guards → authenticate → route → guards → (for writes) read and check the
+//! whole body → forward → rewrite the response. This module is the hook surface — one method
+//! per Pingora hook, each a few lines that hand over to the phase that does the work:
+//!
+//! | phase | file | hooks |
+//! |---|---|---|
+//! | per-request guard steps | `guard.rs` | `request_filter` |
+//! | body admission (replay and stream paths, timeouts) | `admission.rs` | `request_filter`, `request_body_filter` |
+//! | the current resource a PUT is compared with | `current.rs` | (from admission) |
+//! | response rewriting | `response.rs` | `response_filter`, `response_body_filter` |
+//! | failure classification | `failure.rs` | `fail_to_proxy` |
+//! | per-request state | `ctx.rs` | all |
+//!
+//! Nobody calls these hooks one by one: [`crate::GatedProxy`] runs every one of them in the
+//! matching Pingora hook, so a proxy cannot be half-wired.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+mod admission;
+mod ctx;
+mod current;
+mod failure;
+mod guard;
+mod response;
+
+pub use ctx::GateCtx;
+pub use current::{Caller, CurrentResources};
+pub use guard::{GuardInput, RequestGuard};
+
+use crate::auth;
+use crate::config::Config;
+use crate::error::ScimError;
+use crate::metrics::{self, Outcome};
+use crate::routes::{match_route, Route};
+use crate::scim::Policy;
+use crate::tokens::TokenStore;
+use crate::upstream::{Upstream, UpstreamError};
+use ctx::BodyMode;
+use guard::GuardChain;
+
+/// What `request_filter` decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Forward to the upstream; the token's tenant and id are in the ctx.
+    Forward,
+    /// The gate already wrote the response (an error); stop.
+    Responded,
+}
+
+/// The gate: tokens, policy, upstream, guards. Built once, shared by every request (`Arc`).
+pub struct Gate {
+    base_path: String,
+    max_body: usize,
+    /// `server.body_timeout`: the whole body must arrive within it (408 otherwise).
+    body_timeout: Duration,
+    read_timeout: Duration,
+    tls_listener: bool,
+    tokens: Arc<TokenStore>,
+    policy: Policy,
+    upstream: Upstream,
+    guards: GuardChain,
+    in_flight: AtomicUsize,
+}
+
+impl Gate {
+    /// Builds the gate for a resolved configuration. Resolves the upstream's host name once,
+    /// here, so no request waits on DNS.
+    pub fn new(cfg: &Config, tokens: Arc<TokenStore>) -> Result<Gate, UpstreamError> {
+        Ok(Gate {
+            base_path: cfg.base_path.clone(),
+            max_body: cfg.policy.max_body_bytes,
+            body_timeout: cfg.server.body_timeout,
+            read_timeout: cfg.upstream.read_timeout,
+            tls_listener: cfg.server.tls.is_some(),
+            tokens,
+            policy: cfg.policy.compiled.clone(),
+            upstream: Upstream::new(cfg)?,
+            guards: GuardChain::default(),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// Adds a per-request guard step; guards run in the order they were added.
+    pub fn with_guard(mut self, guard: impl RequestGuard + 'static) -> Gate {
+        self.guards.push(Box::new(guard));
+        self
+    }
+
+    /// The token store this gate authenticates against.
+    pub fn tokens(&self) -> &Arc<TokenStore> {
+        &self.tokens
+    }
+
+    /// Requests between `request_filter` and `logging`, for the drain on shutdown.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// `request_filter`: guards, authentication, route and (for writes) the body checks. On
+    /// `Responded` the error response is already written.
+    pub async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut GateCtx,
+    ) -> pingora::Result<Decision> {
+        ctx.start = Some(Instant::now());
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        ctx.counted = true;
+        match self.admit(session, ctx).await {
+            Ok(()) => Ok(Decision::Forward),
+            Err(e) => {
+                if ctx.outcome == Outcome::Forwarded {
+                    ctx.outcome = Outcome::Rejected;
+                }
+                self.answer(session, &e).await?;
+                Ok(Decision::Responded)
+            }
+        }
+    }
+
+    async fn admit(&self, session: &mut Session, ctx: &mut GateCtx) -> Result<(), ScimError> {
+        let req = session.req_header();
+        // The token is checked before the route is judged, so a caller without a valid token
+        // learns nothing about which paths exist (401 everywhere, never 404 or 400).
+        let route = match_route(req.uri.path(), &self.base_path);
+        ctx.route = route.as_ref().ok().cloned();
+        if !self.guards.is_empty() {
+            self.guards.before_auth(&guard_input(session, ctx))?;
+        }
+        let req = session.req_header();
+        let token = auth::authenticate(&req.headers, &self.tokens)
+            .inspect_err(|_| ctx.outcome = Outcome::Unauthorized)?;
+        ctx.token = Some(token);
+        if let (false, Some(token)) = (self.guards.is_empty(), &ctx.token) {
+            self.guards.after_auth(&guard_input(session, ctx), token)?;
+        }
+        let route = route?;
+        let req = session.req_header();
+        let method = req.method.clone();
+        if !route.allows(&method) {
+            return Err(ScimError::new(
+                405,
+                None,
+                format!("{method} is not allowed on {}", route.label()),
+            ));
+        }
+        admission::check_method_override(req)?;
+        ctx.public_prefix = self.public_prefix(req);
+        if admission::has_body(&method) {
+            self.admit_body(session, ctx, &route).await?;
+        } else {
+            admission::check_no_body(req)?;
+        }
+        // No tunnel past the checks: without `Upgrade` on the request, neither the upstream
+        // nor Pingora treats the exchange as a protocol switch (a 101 anyway is refused in
+        // `response.rs`). Removed here, so the upstream copy never has it either.
+        session
+            .req_header_mut()
+            .remove_header(&http::header::UPGRADE);
+        Ok(())
+    }
+
+    /// `scheme://Host{base_path}`: the URL prefix the IdP used, so rewritten locations point
+    /// back at the gate. A Host with odd characters falls back to the listener's address.
+    fn public_prefix(&self, req: &RequestHeader) -> String {
+        let scheme = if self.tls_listener { "https" } else { "http" };
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+            })
+            .unwrap_or("localhost");
+        format!("{scheme}://{host}{}", self.base_path)
+    }
+
+    /// `upstream_peer`: the configured upstream. On the stream path the upstream's read timeout
+    /// starts while the IdP is still sending, so it gets `body_timeout` of extra room.
+    pub fn upstream_peer(&self, ctx: &GateCtx) -> Box<HttpPeer> {
+        let mut peer = self.upstream.peer();
+        self.fit_peer(&mut peer, ctx);
+        peer
+    }
+
+    /// Applies the gate's per-request peer options to a peer (the gate's own or an
+    /// embedder's choice).
+    pub(crate) fn fit_peer(&self, peer: &mut HttpPeer, ctx: &GateCtx) {
+        if matches!(ctx.body, BodyMode::Stream(_)) {
+            peer.options.read_timeout = Some(self.read_timeout + self.body_timeout);
+        }
+    }
+
+    /// `upstream_request_filter`: maps the path onto the upstream, replaces credentials and
+    /// identity headers, and sets the exact `Content-Length` of a checked body.
+    pub fn upstream_request_filter(
+        &self,
+        req: &mut RequestHeader,
+        ctx: &GateCtx,
+    ) -> pingora::Result<()> {
+        let (Some(route), Some(token)) = (&ctx.route, &ctx.token) else {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "upstream_request_filter before request_filter",
+            );
+        };
+        let mut path = format!("{}{}", self.upstream.target.path, route.upstream_suffix());
+        if let Some(q) = req.uri.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let uri = path
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
+        req.set_uri(uri);
+        self.upstream.set_headers(req, token.tenant(), token.id())?;
+        req.remove_header(&http::header::EXPECT);
+        if let BodyMode::Replay(body) = &ctx.body {
+            req.remove_header(&http::header::TRANSFER_ENCODING);
+            req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        // Upstream bodies are rewritten (URLs); ask for them uncompressed.
+        req.remove_header(&http::header::ACCEPT_ENCODING);
+        Ok(())
+    }
+
+    /// `request_body_filter`: substitutes the checked body (replay path) or withholds and then
+    /// checks it (stream path).
+    pub async fn request_body_filter(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut GateCtx,
+    ) -> pingora::Result<()> {
+        self.filter_request_body(body, end_of_stream, ctx).await
+    }
+
+    /// `response_filter`: rewrites `Location` and prepares the body rewrite.
+    pub fn response_filter(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &mut GateCtx,
+    ) -> pingora::Result<()> {
+        self.rewrite_response_head(resp, ctx)
+    }
+
+    /// `response_body_filter`: replaces upstream URLs in a JSON body with public ones.
+    pub fn response_body_filter(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut GateCtx,
+    ) {
+        self.rewrite_response_body(body, end_of_stream, ctx)
+    }
+
+    /// `fail_to_proxy`: writes the SCIM error for a failure after `request_filter`.
+    pub async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut GateCtx,
+    ) -> FailToProxy {
+        self.fail(session, e, ctx).await
+    }
+
+    /// `logging`: metrics and the access-log line. The line never holds the token or a query
+    /// value (filters carry user names): only ids, the route label, statuses and the duration.
+    pub fn logging(&self, session: &Session, ctx: &mut GateCtx) {
+        if ctx.counted {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            ctx.counted = false;
+        }
+        let method = method_label(&session.req_header().method);
+        let route = ctx.route.as_ref().map_or("none", Route::label);
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        metrics::REQUESTS
+            .with_label_values(&[method, route, ctx.outcome.label()])
+            .inc();
+        metrics::DURATION.observe(elapsed);
+        log::info!(
+            target: "access",
+            "token={} tenant={} method={} route={} status={} upstream_status={} outcome={} duration_ms={:.2}",
+            ctx.token_id().unwrap_or("-"),
+            ctx.tenant().unwrap_or("-"),
+            method,
+            route,
+            status,
+            ctx.upstream_status.map_or("-".to_string(), |s| s.to_string()),
+            ctx.outcome.label(),
+            elapsed * 1000.0,
+        );
+    }
+}
+
+/// What the guards see; borrowed from the session, so building it allocates nothing.
+fn guard_input<'a>(session: &'a Session, ctx: &'a GateCtx) -> GuardInput<'a> {
+    GuardInput {
+        head: session.req_header(),
+        client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        route: ctx.route.as_ref(),
+    }
+}
+
+/// The `method` label: a bounded set, so a client cannot grow the metric with odd methods.
+fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        _ => "other",
+    }
+}
