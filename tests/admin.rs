@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{admin_request, eventually, GateOpts, GateProc, BIN};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 use scim_gate::tokens::{file, secret};
 use serde_json::{json, Value};
 

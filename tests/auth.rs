@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_scim_error, GateOpts, GateProc, Response, TestToken};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 use std::time::Duration;
 
 const CHALLENGE: &str = "Bearer realm=\"scim\"";

@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{assert_scim_error, read_response, send, GateOpts, GateProc, Response, TestToken};
-use scim_gate::demo::{DemoRequest, DemoServer};
+use scim_demo::{DemoRequest, DemoServer};
 use serde_json::{json, Value};
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

@@ -6,7 +6,7 @@ mod common;
 use std::process::{Command, Output};
 
 use common::{all_files_text, GateOpts, GateProc, BIN};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 use scim_gate::tokens::file;
 use serde_json::Value;
 

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{assert_scim_error, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 
 fn embed_binary() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

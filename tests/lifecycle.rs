@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{all_files_text, eventually, token_file, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 
 /// The harness config's `shutdown_grace`.
 const GRACE: Duration = Duration::from_secs(3);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, token_file, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 
 /// SPEC §3: "A valid edit takes effect within 1 s".
 const RELOAD_LIMIT: Duration = Duration::from_secs(1);

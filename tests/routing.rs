@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_scim_error, GateOpts, GateProc, TestToken};
-use scim_gate::demo::{DemoRequest, DemoServer};
+use scim_demo::{DemoRequest, DemoServer};
 
 const USER: &str = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"alice@acme.com","name":{"givenName":"Alice","familyName":"Smith"}}"#;
 

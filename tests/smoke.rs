@@ -2,7 +2,7 @@
 mod common;
 
 use common::{GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 
 #[test]
 fn a_valid_token_reaches_the_directory_and_a_missing_one_does_not() {

@@ -13,7 +13,7 @@ use common::{
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use scim_gate::demo::DemoDirectory;
+use scim_demo::DemoDirectory;
 
 const USER: &str =
     r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"tls@acme.com"}"#;
@@ -159,7 +159,7 @@ fn gate_trusting(upstream_url: &str, trusted: &str, t: &TestToken) -> GateProc {
 
 #[test]
 fn the_gates_tls_listener_serves_scim_over_https() {
-    let up = scim_gate::demo::DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let up = scim_demo::DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
     let t = TestToken::new("tok_tls");
     let dir = tempfile::tempdir().expect("tempdir");
     let certified =

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{eventually, GateOpts, GateProc, TestToken, BIN};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 
 #[test]
 fn sigquit_hands_the_listeners_to_the_new_binary() {

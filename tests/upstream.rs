@@ -8,7 +8,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use common::{assert_scim_error, free_port, metric_sum, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use scim_demo::DemoServer;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
