@@ -1,7 +1,6 @@
 //! The shortest path through the real binary: a token passes, no token does not.
-mod common;
 
-use common::{GateOpts, GateProc, TestToken};
+use crate::harness::{GateOpts, GateProc, TestToken};
 use scim_demo::DemoServer;
 
 #[test]
