@@ -10,5 +10,5 @@ if ! command -v cmake >/dev/null 2>&1; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake
 fi
-cargo build --release --bin scim-gate
+cargo build --release -p scim-gate --bin scim-gate
 exec target/release/scim-gate demo "$@"

@@ -3,8 +3,9 @@
 
 use std::process::ExitCode;
 
+use scim_demo::DemoServer;
+
 use crate::config::Config;
-use crate::demo::DemoServer;
 use crate::server::{self, RunOptions};
 use crate::tokens::{Change, Idp};
 

@@ -12,8 +12,9 @@
 //!
 //! Modules, one concern each: [`config`], [`tokens`], [`auth`], [`routes`], [`scim`] (schema,
 //! paths, policy, dialects), [`gate`] and [`proxy`] (the request path), [`upstream`], [`admin`]
-//! and [`client`] (the socket and its CLI client), [`audit`], [`metrics`], [`server`], and
-//! [`demo`] (an in-memory directory for the demo and the tests — not a product).
+//! and [`client`] (the socket and its CLI client), [`audit`], [`metrics`], and [`server`]. The
+//! in-memory directory behind `scim-gate demo` and the tests is its own crate, `scim-demo`
+//! (`crates/scim-demo`), and not part of this library's API.
 
 pub mod admin;
 pub mod audit;
@@ -21,7 +22,6 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod demo;
 mod demo_cmd;
 pub mod error;
 pub mod gate;

@@ -2,14 +2,14 @@
 //! early answers reach a client still sending, no body or method override rides on GET/DELETE,
 //! no `Upgrade` passes, identity headers cannot be spoofed in any spelling, slow clients are
 //! bounded.
-mod common;
+
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{assert_scim_error, read_response, GateOpts, GateProc, Response, TestToken};
-use scim_gate::demo::DemoServer;
+use crate::harness::{assert_scim_error, read_response, GateOpts, GateProc, Response, TestToken};
+use scim_demo::DemoServer;
 
 fn setup() -> (DemoServer, GateProc, TestToken) {
     let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
@@ -103,7 +103,7 @@ fn send_chunked_slowly(gate: &GateProc, head: &str, body_len: usize) -> Option<R
     Some(read_response(&mut rest))
 }
 
-fn headers_named(req: &scim_gate::demo::DemoRequest, folded: &str) -> Vec<(String, String)> {
+fn headers_named(req: &scim_demo::DemoRequest, folded: &str) -> Vec<(String, String)> {
     req.headers
         .iter()
         .filter(|(k, _)| k.to_ascii_lowercase().replace('_', "-") == folded)

@@ -2,18 +2,13 @@
 
 use serde_json::{json, Map, Value};
 
-use super::patch::{self, get_ci, remove_ci, set_ci};
-use super::DemoResponse;
+use crate::attrs::{get_ci, remove_ci, set_ci};
+use crate::error::ScimError;
+use crate::filter::parse_eq_filter;
+use crate::message::DemoResponse;
+use crate::patch;
+use crate::urn::{ENTERPRISE_URN, GROUP_URN, LIST_URN, SPC_URN, USER_URN};
 
-pub(crate) const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-pub(crate) const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-pub(crate) const ENTERPRISE_URN: &str =
-    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-pub(crate) const IVANTI_URN: &str = "urn:ietf:params:scim:schemas:extension:ivanti:2.0:User";
-pub(crate) const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
-const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
-const SPC_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 /// Advertised as `filter.maxResults`; `count` is clamped to it.
 const MAX_RESULTS: usize = 200;
 const DEMO_NOTICE: &str =
@@ -72,47 +67,6 @@ impl Kind {
         list.iter()
             .find(|(a, _)| a.eq_ignore_ascii_case(attr))
             .map(|&(_, exact)| exact)
-    }
-}
-
-/// An RFC 7644 §3.12 error on its way to becoming a response.
-#[derive(Debug, thiserror::Error)]
-#[error("{status} {scim_type:?}: {detail}")]
-pub(crate) struct ScimError {
-    pub status: u16,
-    pub scim_type: Option<&'static str>,
-    pub detail: String,
-}
-
-impl ScimError {
-    pub(crate) fn new(
-        status: u16,
-        scim_type: Option<&'static str>,
-        detail: impl Into<String>,
-    ) -> Self {
-        ScimError {
-            status,
-            scim_type,
-            detail: detail.into(),
-        }
-    }
-    pub(crate) fn not_found(what: &str) -> Self {
-        ScimError::new(404, None, format!("{what} not found"))
-    }
-    pub(crate) fn response(&self) -> DemoResponse {
-        let mut body = json!({"schemas": [ERROR_URN], "status": self.status.to_string(), "detail": self.detail});
-        if let Some(t) = self.scim_type {
-            body["scimType"] = json!(t);
-        }
-        scim(self.status, &body)
-    }
-}
-
-fn scim(status: u16, body: &Value) -> DemoResponse {
-    DemoResponse {
-        status,
-        headers: vec![("Content-Type".into(), "application/scim+json".into())],
-        body: body.to_string().into_bytes(),
     }
 }
 
@@ -352,7 +306,7 @@ impl Store {
             ("GET", ["me"]) => return Err(ScimError::new(501, None, "/Me is not supported")),
             _ => return Err(ScimError::not_found(&format!("/{}", seg.join("/")))),
         };
-        Ok(scim(200, &body))
+        Ok(DemoResponse::scim(200, &body))
     }
 
     /// Validates a POST/PUT body into what is stored: readOnly attributes dropped (RFC 7643 §7,
@@ -515,7 +469,7 @@ impl Store {
             .map(|r| q.project(render(kind, r, base_url)))
             .collect();
         let body = json!({"schemas": [LIST_URN], "totalResults": hits.len(), "startIndex": start, "itemsPerPage": page.len(), "Resources": page});
-        Ok(scim(200, &body))
+        Ok(DemoResponse::scim(200, &body))
     }
 
     /// Only `attr eq "value"` (joined by `and`) on the attributes IdPs look resources up by.
@@ -527,7 +481,7 @@ impl Store {
     ) -> Result<Vec<(String, String, bool)>, ScimError> {
         let invalid = |d: String| ScimError::new(400, Some("invalidFilter"), d);
         let mut out = Vec::new();
-        for (attr, value) in patch::parse_eq_filter(f).map_err(invalid)? {
+        for (attr, value) in parse_eq_filter(f).map_err(invalid)? {
             let exact = kind.filterable(&attr).ok_or_else(|| {
                 invalid(format!(
                     "the demo cannot filter {} on {attr:?}",
@@ -570,7 +524,7 @@ fn render(kind: Kind, r: &Value, base_url: &str) -> Value {
 
 fn resource_response(status: u16, kind: Kind, r: &Value, base_url: &str) -> DemoResponse {
     let v = render(kind, r, base_url);
-    let mut resp = scim(status, &v);
+    let mut resp = DemoResponse::scim(status, &v);
     if status == 201 {
         resp.headers.push((
             "Location".into(),

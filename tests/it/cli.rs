@@ -1,12 +1,11 @@
 //! `scim-gate token …` (SPEC §1) against a running gate: every command in human and `--json`
 //! form, exit codes 0/1/2, finding the socket from `-c`, and no plaintext token anywhere on disk,
 //! in the log or in the metrics after a run of every command.
-mod common;
 
 use std::process::{Command, Output};
 
-use common::{all_files_text, GateOpts, GateProc, BIN};
-use scim_gate::demo::DemoServer;
+use crate::harness::{all_files_text, GateOpts, GateProc, BIN};
+use scim_demo::DemoServer;
 use scim_gate::tokens::file;
 use serde_json::Value;
 

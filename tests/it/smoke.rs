@@ -1,8 +1,7 @@
 //! The shortest path through the real binary: a token passes, no token does not.
-mod common;
 
-use common::{GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use crate::harness::{GateOpts, GateProc, TestToken};
+use scim_demo::DemoServer;
 
 #[test]
 fn a_valid_token_reaches_the_directory_and_a_missing_one_does_not() {

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::message::find_header;
 
 const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";

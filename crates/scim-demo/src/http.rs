@@ -5,7 +5,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{DemoRequest, DemoResponse};
+use crate::message::{DemoRequest, DemoResponse};
 
 /// Request line plus headers.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;

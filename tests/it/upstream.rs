@@ -1,14 +1,13 @@
 //! Upstream failures (SPEC §4): unreachable → 502, too slow → 504, both SCIM errors, both within
 //! the configured timeouts (harness: connect_timeout 1s, read_timeout 2s), both counted.
 //! The time bounds are behaviour bounds (the timeout plus 1 s of slack), not benchmarks.
-mod common;
 
 use std::net::TcpStream;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{assert_scim_error, free_port, metric_sum, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use crate::harness::{assert_scim_error, free_port, metric_sum, GateOpts, GateProc, TestToken};
+use scim_demo::DemoServer;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,7 +59,7 @@ fn upstream_refusing_connections_is_502_within_the_connect_timeout() {
         )
     };
     assert!(
-        common::eventually(Duration::from_secs(1), || count() >= 2.0),
+        crate::harness::eventually(Duration::from_secs(1), || count() >= 2.0),
         "{}",
         gate.metrics()
     );

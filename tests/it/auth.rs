@@ -1,9 +1,8 @@
 //! Bearer authentication through the real binary (SPEC §4): every odd spelling an IdP or an
 //! attacker may send is refused with the right status and challenge, and none reaches the upstream.
-mod common;
 
-use common::{assert_scim_error, GateOpts, GateProc, Response, TestToken};
-use scim_gate::demo::DemoServer;
+use crate::harness::{assert_scim_error, GateOpts, GateProc, Response, TestToken};
+use scim_demo::DemoServer;
 use std::time::Duration;
 
 const CHALLENGE: &str = "Bearer realm=\"scim\"";
@@ -288,14 +287,14 @@ fn refused_requests_count_as_unauthorized_in_metrics() {
     }
     // Counted in the logging phase, which may run just after the client has its answer.
     let count = || {
-        common::metric_sum(
+        crate::harness::metric_sum(
             &f.gate.metrics(),
             "scim_gate_requests_total",
             &["outcome=\"unauthorized\""],
         )
     };
     assert!(
-        common::eventually(Duration::from_secs(1), || count() >= 3.0),
+        crate::harness::eventually(Duration::from_secs(1), || count() >= 3.0),
         "unauthorized count {} in\n{}",
         count(),
         f.gate.metrics()

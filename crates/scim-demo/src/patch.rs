@@ -1,4 +1,4 @@
-//! RFC 7644 §3.5.2 PATCH, plus the case-insensitive JSON helpers the store shares.
+//! RFC 7644 §3.5.2 PATCH.
 //!
 //! Paths: `attr`, `attr.sub`, `attr[filter]`, `attr[filter].sub`, each optionally prefixed by a
 //! schema URN (`urn:…:enterprise:2.0:User:department`), or a bare extension URN. Filters inside
@@ -7,121 +7,10 @@
 
 use serde_json::{Map, Value};
 
-use super::store::{ScimError, ENTERPRISE_URN, IVANTI_URN, PATCH_URN};
-
-type Obj = Map<String, Value>;
-
-// RFC 7643 §2.1: attribute names are case-insensitive, so every lookup goes through these.
-
-pub(crate) fn get_ci<'a>(obj: &'a Obj, name: &str) -> Option<&'a Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
-fn get_ci_mut<'a>(obj: &'a mut Obj, name: &str) -> Option<&'a mut Value> {
-    obj.iter_mut()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
-pub(crate) fn remove_ci(obj: &mut Obj, name: &str) -> Option<Value> {
-    let key = obj.keys().find(|k| k.eq_ignore_ascii_case(name))?.clone();
-    obj.remove(&key)
-}
-
-/// Sets `name`, keeping an existing key's spelling so `UserName` and `userName` never coexist.
-pub(crate) fn set_ci(obj: &mut Obj, name: &str, value: Value) {
-    entry_ci(obj, name, || Value::Null).clone_from(&value);
-}
-
-fn entry_ci<'a>(obj: &'a mut Obj, name: &str, default: impl FnOnce() -> Value) -> &'a mut Value {
-    let key = obj
-        .keys()
-        .find(|k| k.eq_ignore_ascii_case(name))
-        .cloned()
-        .unwrap_or_else(|| name.to_string());
-    obj.entry(key).or_insert_with(default)
-}
-
-/// `attr eq value` conjunctions; values are JSON literals (`"x"`, `true`, `3`).
-pub(crate) type EqFilter = Vec<(String, Value)>;
-
-pub(crate) fn parse_eq_filter(s: &str) -> Result<EqFilter, String> {
-    let mut tokens = tokenize(s)?.into_iter();
-    let mut out = Vec::new();
-    loop {
-        let (Some(attr), Some(op), Some(value)) = (tokens.next(), tokens.next(), tokens.next())
-        else {
-            return Err(format!("expected `attr eq value` in {s:?}"));
-        };
-        if !op.eq_ignore_ascii_case("eq") {
-            return Err(format!(
-                "operator {op:?} is not supported by the demo (only eq)"
-            ));
-        }
-        let value: Value = serde_json::from_str(&value)
-            .map_err(|_| format!("{value} is not a JSON literal (strings need quotes)"))?;
-        if value.is_array() || value.is_object() {
-            return Err(format!("{value} is not a comparable value"));
-        }
-        out.push((attr, value));
-        match tokens.next() {
-            None => return Ok(out),
-            Some(t) if t.eq_ignore_ascii_case("and") => {}
-            Some(t) => return Err(format!("unexpected {t:?} (only `and` is supported)")),
-        }
-    }
-}
-
-/// Whitespace-separated tokens; a double-quoted string (with `\` escapes) is one token.
-fn tokenize(s: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        let mut tok = String::new();
-        let mut in_string = false;
-        while let Some(&c) = chars.peek() {
-            if !in_string && c.is_whitespace() {
-                break;
-            }
-            tok.push(c);
-            chars.next();
-            if c == '"' {
-                in_string = !in_string;
-            } else if c == '\\' && in_string {
-                tok.extend(chars.next());
-            }
-        }
-        if in_string {
-            return Err("unterminated string in filter".into());
-        }
-        out.push(tok);
-    }
-    Ok(out)
-}
-
-fn filter_matches(elem: &Value, filter: &EqFilter) -> bool {
-    let Some(obj) = elem.as_object() else {
-        return false;
-    };
-    filter
-        .iter()
-        .all(|(attr, want)| match (get_ci(obj, attr), want) {
-            // `value` holds ids (caseExact); `type`, `display` and the like compare case-insensitively.
-            (Some(Value::String(have)), Value::String(want))
-                if !attr.eq_ignore_ascii_case("value") =>
-            {
-                have.eq_ignore_ascii_case(want)
-            }
-            (Some(have), want) => have == want,
-            (None, _) => false,
-        })
-}
+use crate::attrs::{entry_ci, get_ci, get_ci_mut, remove_ci, set_ci, Obj};
+use crate::error::ScimError;
+use crate::filter::{filter_matches, parse_eq_filter, EqFilter};
+use crate::urn::{ENTERPRISE_URN, IVANTI_URN, PATCH_URN};
 
 /// A parsed PATCH path.
 #[derive(Debug, PartialEq)]
@@ -568,17 +457,5 @@ mod tests {
             parse("emails[type sw \"w\"]").map_err(|e| e.scim_type),
             Err(Some("invalidFilter"))
         );
-    }
-
-    #[test]
-    fn eq_filters() {
-        assert_eq!(
-            parse_eq_filter(r#"userName Eq "a \"q\" b""#),
-            Ok(vec![("userName".into(), json!("a \"q\" b"))])
-        );
-        assert!(parse_eq_filter("userName eq").is_err());
-        assert!(parse_eq_filter(r#"a eq "x" and"#).is_err());
-        assert!(parse_eq_filter(r#"not (a eq "x")"#).is_err());
-        assert!(parse_eq_filter(r#"a eq ["x"]"#).is_err());
     }
 }

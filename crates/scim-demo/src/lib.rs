@@ -9,12 +9,22 @@
 //! server in `http.rs` is the smallest one that still speaks the protocol properly (chunked bodies,
 //! keep-alive, limits, `400` on garbage), so the gate's proxying is tested against a strict peer.
 //! Do not point an identity provider at it for anything you want to keep.
+//!
+//! Modules depend in one direction only: `urn`, `attrs` and `message` are leaves; `error` and
+//! `filter` build on them; `patch` on those; `store` (routing) on `patch`; this file on `store` and
+//! `http`. The crate does not depend on scim-gate, whose own SCIM parsing it deliberately does not
+//! share: a gate bug must not be mirrored by the peer it is tested against.
 
+mod attrs;
+mod error;
+mod filter;
 mod http;
+mod message;
 mod patch;
 mod store;
 #[cfg(test)]
 mod tests;
+mod urn;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,55 +33,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use store::{ScimError, Store};
+use error::ScimError;
+pub use message::{DemoRequest, DemoResponse};
+use store::Store;
 
 /// How many requests [`DemoDirectory::received`] remembers.
 pub const MAX_RECEIVED: usize = 10_000;
-
-/// One HTTP request as the directory received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DemoRequest {
-    pub method: String,
-    /// Path and query exactly as they appeared on the request line.
-    pub path: String,
-    /// In arrival order, duplicates kept, names as sent (compare them case-insensitively).
-    pub headers: Vec<(String, String)>,
-    /// The body bytes after de-chunking.
-    pub body: Vec<u8>,
-}
-
-impl DemoRequest {
-    /// First header called `name` (case-insensitive), for test assertions.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
-    }
-}
-
-/// One HTTP response; `Content-Length` and `Connection` are added by the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DemoResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl DemoResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
-    }
-
-    /// The body as JSON (`Value::Null` when empty or not JSON): convenient in tests.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_default()
-    }
-}
-
-fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
 
 /// The directory: Users and Groups in memory plus the knobs tests need.
 ///

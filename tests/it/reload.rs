@@ -1,7 +1,6 @@
 //! Hot reload of the token file (SPEC §3): edits in place, by rename and by a Kubernetes-style
 //! symlink swap take effect within 1 s; invalid edits leave the previous set in force and are
 //! counted as errors.
-mod common;
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -9,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, token_file, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use crate::harness::{eventually, token_file, GateOpts, GateProc, TestToken};
+use scim_demo::DemoServer;
 
 /// SPEC §3: "A valid edit takes effect within 1 s".
 const RELOAD_LIMIT: Duration = Duration::from_secs(1);

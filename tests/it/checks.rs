@@ -6,14 +6,15 @@
 //! Sections: rules · dialects · no bypass (route spellings, /Bulk, /.search) · bodies (sizes,
 //! chunked, Expect: 100-continue, large bodies byte-exact) · the slow 408 test
 //! (`stalled_body_gets_408_within_the_body_deadline`, ~3 s: the harness's `server.body_timeout`).
-mod common;
 
 use std::io::{Cursor, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{assert_scim_error, read_response, send, GateOpts, GateProc, Response, TestToken};
-use scim_gate::demo::{DemoRequest, DemoServer};
+use crate::harness::{
+    assert_scim_error, read_response, send, GateOpts, GateProc, Response, TestToken,
+};
+use scim_demo::{DemoRequest, DemoServer};
 use serde_json::{json, Value};
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

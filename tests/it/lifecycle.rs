@@ -1,14 +1,13 @@
 //! Process lifecycle and secret hygiene: SIGTERM drains and exits within `server.shutdown_grace`
 //! (3 s in the harness config), and no plaintext token ends up in a file the gate writes or in
 //! its metrics.
-mod common;
 
 use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{all_files_text, eventually, token_file, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use crate::harness::{all_files_text, eventually, token_file, GateOpts, GateProc, TestToken};
+use scim_demo::DemoServer;
 
 /// The harness config's `shutdown_grace`.
 const GRACE: Duration = Duration::from_secs(3);
@@ -68,7 +67,7 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_within_the_grace() {
         let raw = format!(
             "GET /scim/v2/Users HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
         );
-        common::send(addr, raw.as_bytes())
+        crate::harness::send(addr, raw.as_bytes())
     });
     // The request is in flight once the upstream has it (it records before its delay).
     assert!(

@@ -1,6 +1,5 @@
 //! The admin socket of SPEC §6 through the real binary: every route with its failures, peer-uid
 //! refusal, socket mode, instant invalidation under load, crash safety, expiry and hand edits.
-mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -13,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{admin_request, eventually, GateOpts, GateProc, BIN};
-use scim_gate::demo::DemoServer;
+use crate::harness::{admin_request, eventually, GateOpts, GateProc, BIN};
+use scim_demo::DemoServer;
 use scim_gate::tokens::{file, secret};
 use serde_json::{json, Value};
 
@@ -947,7 +946,7 @@ fn a_hand_edit_is_not_lost_by_an_admin_write_right_after() {
     let up = demo();
     let gate = start(&up);
     let (first_id, first) = create(&gate, "acme", "okta");
-    let hand = common::TestToken::new("tok_byhand");
+    let hand = crate::harness::TestToken::new("tok_byhand");
     let line = format!(
         "- {{id: tok_byhand, tenant: handmade, idp: other, status: active, sha256: {}, domains: [], created_at: 2026-11-22T10:00:00Z}}\n",
         sha_hex(&hand.plaintext)

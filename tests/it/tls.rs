@@ -1,19 +1,18 @@
 //! TLS on both sides (issue 2): the gate's own rustls listener, and an HTTPS upstream whose
 //! certificate is verified (chain to a trusted CA via `SSL_CERT_FILE`, name = the URL's host,
 //! sent as SNI) — and refused with 502 when it does not verify.
-mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{
+use crate::harness::{
     assert_scim_error, metric_sum, read_response, GateOpts, GateProc, Response, TestToken,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use scim_gate::demo::DemoDirectory;
+use scim_demo::DemoDirectory;
 
 const USER: &str =
     r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"tls@acme.com"}"#;
@@ -144,7 +143,11 @@ fn gate_trusting(upstream_url: &str, trusted: &str, t: &TestToken) -> GateProc {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, trusted).expect("ca.pem");
-    std::fs::write(dir.path().join("tokens.yaml"), common::token_file(&[t])).expect("tokens");
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        crate::harness::token_file(&[t]),
+    )
+    .expect("tokens");
     let mut opts = GateOpts::new(upstream_url);
     opts.env = vec![
         ("SSL_CERT_FILE".into(), ca_file.display().to_string()),
@@ -159,7 +162,7 @@ fn gate_trusting(upstream_url: &str, trusted: &str, t: &TestToken) -> GateProc {
 
 #[test]
 fn the_gates_tls_listener_serves_scim_over_https() {
-    let up = scim_gate::demo::DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let up = scim_demo::DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
     let t = TestToken::new("tok_tls");
     let dir = tempfile::tempdir().expect("tempdir");
     let certified =
@@ -171,7 +174,11 @@ fn the_gates_tls_listener_serves_scim_over_https() {
         certified.key_pair.serialize_pem(),
     )
     .expect("key.pem");
-    std::fs::write(dir.path().join("tokens.yaml"), common::token_file(&[&t])).expect("tokens");
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        crate::harness::token_file(&[&t]),
+    )
+    .expect("tokens");
     let mut opts = GateOpts::new(&up.base_url());
     opts.server_extra = "tls: {cert: cert.pem, key: key.pem}".into();
     let gate = GateProc::start_in(dir, opts);

@@ -1,7 +1,6 @@
 //! Test harness: starts the real `scim-gate` binary with a config in a temp folder, in front of
 //! an upstream the test chooses (usually the in-process demo directory), and speaks raw
 //! HTTP/1.1 to it so odd requests (two Authorization headers, non-ASCII bytes) can be sent as-is.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -5,14 +5,13 @@
 //! Integration tests cannot see example binaries, so the test builds the example with the same
 //! cargo that runs it and takes the executable's path from cargo's JSON messages (which works
 //! for any target directory and profile layout).
-mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{assert_scim_error, GateOpts, GateProc, TestToken};
-use scim_gate::demo::DemoServer;
+use crate::harness::{assert_scim_error, GateOpts, GateProc, TestToken};
+use scim_demo::DemoServer;
 
 fn embed_binary() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -57,7 +56,11 @@ fn embed_binary() -> &'static PathBuf {
 
 fn start(up: &DemoServer, tokens: &[&TestToken]) -> GateProc {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("tokens.yaml"), common::token_file(tokens)).expect("tokens");
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        crate::harness::token_file(tokens),
+    )
+    .expect("tokens");
     GateProc::start_program(embed_binary(), dir, GateOpts::new(&up.base_url()))
 }
 
@@ -126,10 +129,14 @@ fn the_embedded_gate_refuses_a_missing_or_unknown_token() {
 
 #[test]
 fn the_embedded_gate_reports_upstream_failures_as_scim_errors() {
-    let url = format!("http://127.0.0.1:{}/v2", common::free_port());
+    let url = format!("http://127.0.0.1:{}/v2", crate::harness::free_port());
     let t = TestToken::new("tok_embed");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("tokens.yaml"), common::token_file(&[&t])).expect("tokens");
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        crate::harness::token_file(&[&t]),
+    )
+    .expect("tokens");
     let proxy = GateProc::start_program(embed_binary(), dir, GateOpts::new(&url));
     let r = proxy.call("GET", "/scim/v2/Users", Some(&t.plaintext), None);
     assert_scim_error(&r, 502, None);

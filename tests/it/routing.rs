@@ -1,10 +1,9 @@
 //! Routing and forwarding rules (SPEC §4) through the real binary: unsafe path spellings are 400
 //! and never forwarded, equivalent spellings reach the upstream canonically, unknown routes are
 //! 404/501/405 as SCIM errors, and the header and URL rewriting rules hold at the upstream.
-mod common;
 
-use common::{assert_scim_error, GateOpts, GateProc, TestToken};
-use scim_gate::demo::{DemoRequest, DemoServer};
+use crate::harness::{assert_scim_error, GateOpts, GateProc, TestToken};
+use scim_demo::{DemoRequest, DemoServer};
 
 const USER: &str = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"alice@acme.com","name":{"givenName":"Alice","familyName":"Smith"}}"#;
 
@@ -238,7 +237,7 @@ fn spoofed_identity_headers_are_dropped_and_replaced_by_the_tokens() {
     )
     .into_bytes();
     req_bytes.extend_from_slice(USER.as_bytes());
-    let r = common::send(gate.addr(), &req_bytes);
+    let r = crate::harness::send(gate.addr(), &req_bytes);
     assert_eq!(r.status, 201, "{}", r.text());
     let req = only_request(&up);
     assert_eq!(
@@ -316,7 +315,7 @@ fn location_and_meta_location_come_back_as_the_gates_public_url() {
         "GET /scim/v2/Users/{id} HTTP/1.1\r\nHost: scim.acme.example\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
         t.plaintext
     );
-    let r = common::send(gate.addr(), raw.as_bytes());
+    let r = crate::harness::send(gate.addr(), raw.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json()["meta"]["location"],

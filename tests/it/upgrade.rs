@@ -1,12 +1,11 @@
 //! Graceful upgrade (SPEC §1 `run --upgrade`): a new gate started with `--upgrade` receives the
 //! listeners when the old one gets SIGQUIT, and requests keep working across the handover.
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, GateOpts, GateProc, TestToken, BIN};
-use scim_gate::demo::DemoServer;
+use crate::harness::{eventually, GateOpts, GateProc, TestToken, BIN};
+use scim_demo::DemoServer;
 
 #[test]
 fn sigquit_hands_the_listeners_to_the_new_binary() {

@@ -1,0 +1,20 @@
+//! The integration tests: one binary (one link instead of one per file) that drives the real
+//! `scim-gate` binary, and for embedding the library, in front of the in-process demo directory
+//! (`crates/scim-demo`) or an upstream a test builds itself. One module per area; the shared
+//! harness (starting the gate, raw HTTP, admin socket, metrics) is `harness/`.
+
+mod harness;
+
+mod admin;
+mod auth;
+mod checks;
+mod cli;
+mod embed;
+mod lifecycle;
+mod reload;
+mod robustness;
+mod routing;
+mod smoke;
+mod tls;
+mod upgrade;
+mod upstream;
