@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{secret, FastMap, FastSet};
+use super::{secret, tenant, FastMap, FastSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,8 +168,8 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
         {
             return Err(bad("id must be non-empty letters, digits, '_' or '-'"));
         }
-        if r.tenant.is_empty() || r.tenant.chars().any(char::is_control) {
-            return Err(bad("tenant must be a non-empty printable string"));
+        if let Err(e) = tenant::check(&r.tenant) {
+            return Err(bad(&e.to_string()));
         }
         if r.domains
             .iter()
@@ -432,5 +432,28 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         let (other, _g) = create_temp(dir.path(), "tokens.yaml").expect("temp");
         assert_ne!(tmp, other, "names are random");
+    }
+
+    #[test]
+    fn tenant_names_outside_the_documented_alphabet_are_refused_at_load() {
+        let good = parse(yaml(&entry("a", "okta", HASH)).as_bytes(), 2).expect("valid");
+        let long = "x".repeat(65);
+        for bad in ["acme,evil", "acmé", "a b", "", "acme\tevil", long.as_str()] {
+            // The block layout, through serde_yaml.
+            let text = yaml(
+                &entry("a", "okta", HASH).replace("tenant: acme", &format!("tenant: {bad:?}")),
+            );
+            let e = parse(text.as_bytes(), 2).expect_err(&text).to_string();
+            assert!(e.starts_with("token a: tenant"), "{e}");
+            // The layout the gate writes, through the fast path.
+            let canonical = render(&[TokenRecord {
+                tenant: bad.to_string(),
+                ..good[0].clone()
+            }]);
+            let e = parse(&canonical, 2)
+                .expect_err("canonical layout")
+                .to_string();
+            assert!(e.starts_with("token a: tenant"), "{e}");
+        }
     }
 }
