@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::audit::AuditLog;
 use crate::config::parse_duration;
-use crate::tokens::{Change, Changed, Idp, Status, StoreError, TokenRecord, TokenStore};
+use crate::tokens::{tenant, Change, Changed, Idp, Status, StoreError, TokenRecord, TokenStore};
 
 /// The largest admin request body; token requests are a few hundred bytes.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -253,9 +253,8 @@ fn parse_create(body: &[u8]) -> Result<Change, Reply> {
             ),
         )
     })?;
-    if b.tenant.trim().is_empty() {
-        return Err(error(400, "tenant must not be empty"));
-    }
+    // The same rule the token file is held to at load (`tokens::tenant`).
+    tenant::check(&b.tenant).map_err(|e| error(400, e))?;
     let expires_at = match b.expires_in {
         None => None,
         Some(s) => {
@@ -356,5 +355,45 @@ impl ServeHttp for AdminApp {
             .header(http::header::CACHE_CONTROL, "no-store")
             .body(body)
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(body: &str) -> (u16, String) {
+        match parse_create(body.as_bytes()) {
+            Ok(_) => panic!("{body} was accepted"),
+            Err(Reply(status, v)) => (
+                status,
+                v.and_then(|v| v["error"].as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    #[test]
+    fn create_refuses_tenant_names_outside_the_documented_alphabet() {
+        let long = "x".repeat(65);
+        for tenant in [
+            "acme,evil",
+            "acmé",
+            " acme",
+            "a b",
+            "",
+            "ｅｖｉｌ",
+            "a\u{0}",
+            &long,
+        ] {
+            let body = json!({ "tenant": tenant, "idp": "okta" }).to_string();
+            let (status, e) = refusal(&body);
+            assert_eq!(status, 400, "{tenant:?}");
+            assert!(e.starts_with("tenant "), "{tenant:?}: {e}");
+        }
+        for tenant in ["acme", "Acme-Corp_2.eu", &"x".repeat(64)] {
+            let body = json!({ "tenant": tenant, "idp": "okta" }).to_string();
+            assert!(parse_create(body.as_bytes()).is_ok(), "{tenant:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{secret, FastMap, FastSet};
+use super::{secret, tenant, FastMap, FastSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -168,8 +168,8 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
         {
             return Err(bad("id must be non-empty letters, digits, '_' or '-'"));
         }
-        if r.tenant.is_empty() || r.tenant.chars().any(char::is_control) {
-            return Err(bad("tenant must be a non-empty printable string"));
+        if let Err(e) = tenant::check(&r.tenant) {
+            return Err(bad(&e.to_string()));
         }
         if r.domains
             .iter()
@@ -228,6 +228,10 @@ pub fn render(records: &[TokenRecord]) -> Vec<u8> {
 
 /// Temp file in the same folder, fsync, rename over the target, fsync the folder: a crash at any
 /// instant leaves the old file or the new one, never a torn one.
+///
+/// The temp file gets a random name and is created with `O_EXCL | O_NOFOLLOW`, mode 0600
+/// (open(2)): whoever can write the token folder cannot plant a symlink at a name the gate is
+/// about to open and have it overwrite a file the gate's uid can write elsewhere.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TokenFileError> {
     let io = |e: std::io::Error| TokenFileError::Io(path.display().to_string(), e);
     let dir = match path.parent() {
@@ -238,22 +242,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TokenFileError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+    let (tmp, mut f) = create_temp(&dir, &name).map_err(io)?;
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .and_then(|()| {
+            drop(f);
+            std::fs::rename(&tmp, path)
+        });
+    if let Err(e) = written {
+        // Best effort: a leftover temp file holds hashes only, but should not pile up.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    std::fs::rename(&tmp, path).map_err(io)?;
     std::fs::File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(io)?;
     Ok(())
+}
+
+/// How many random names to try before giving up; a collision of 64 random bits means
+/// something is planting files, and a few retries are plenty.
+const TEMP_ATTEMPTS: usize = 8;
+
+/// Creates `.{name}.tmp-{64 random bits}` in `dir` with [`open_exclusive`], trying another
+/// random name if one exists already.
+fn create_temp(dir: &Path, name: &str) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    let mut last = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+    for _ in 0..TEMP_ATTEMPTS {
+        let tmp = dir.join(format!(".{name}.tmp-{:016x}", rand::random::<u64>()));
+        match open_exclusive(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Opens a new file for writing: `O_CREAT | O_EXCL` refuses any existing entry (a symlink
+/// included, dangling or not), `O_NOFOLLOW` makes that explicit should the flags ever change,
+/// and the mode is 0600 (open(2)).
+fn open_exclusive(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -344,5 +381,79 @@ mod tests {
         assert_eq!(back, records);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn a_planted_symlink_is_never_followed_and_the_file_is_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "root only\n").expect("victim");
+        let path = dir.path().join("tokens.yaml");
+        // Every name the gate ever used predictably: the old `.tokens.yaml.tmp-<pid>`, for
+        // this process and the pids around it.
+        let pid = std::process::id();
+        for p in pid.saturating_sub(50)..pid + 50 {
+            let link = dir.path().join(format!(".tokens.yaml.tmp-{p}"));
+            std::os::unix::fs::symlink(&victim, &link).expect("plant");
+        }
+        write_atomic(&path, &render(&[])).expect("the write still succeeds");
+        assert_eq!(
+            std::fs::read_to_string(&victim).expect("read"),
+            "root only\n"
+        );
+        assert_eq!(
+            parse(&std::fs::read(&path).expect("read"), 2).expect("parse"),
+            vec![]
+        );
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        // The planted links are still links to the untouched victim, and nothing else is left.
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 102);
+    }
+
+    #[test]
+    fn the_temp_file_is_created_exclusively_without_following_links() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").expect("victim");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).expect("plant");
+        let e = open_exclusive(&link).expect_err("a symlink is refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling"))
+            .expect("plant");
+        assert!(open_exclusive(&dir.path().join("dangling")).is_err());
+        assert!(!dir.path().join("nowhere").exists());
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep");
+        let (tmp, _f) = create_temp(dir.path(), "tokens.yaml").expect("temp");
+        let mode = std::fs::metadata(&tmp).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        let (other, _g) = create_temp(dir.path(), "tokens.yaml").expect("temp");
+        assert_ne!(tmp, other, "names are random");
+    }
+
+    #[test]
+    fn tenant_names_outside_the_documented_alphabet_are_refused_at_load() {
+        let good = parse(yaml(&entry("a", "okta", HASH)).as_bytes(), 2).expect("valid");
+        let long = "x".repeat(65);
+        for bad in ["acme,evil", "acmé", "a b", "", "acme\tevil", long.as_str()] {
+            // The block layout, through serde_yaml.
+            let text = yaml(
+                &entry("a", "okta", HASH).replace("tenant: acme", &format!("tenant: {bad:?}")),
+            );
+            let e = parse(text.as_bytes(), 2).expect_err(&text).to_string();
+            assert!(e.starts_with("token a: tenant"), "{e}");
+            // The layout the gate writes, through the fast path.
+            let canonical = render(&[TokenRecord {
+                tenant: bad.to_string(),
+                ..good[0].clone()
+            }]);
+            let e = parse(&canonical, 2)
+                .expect_err("canonical layout")
+                .to_string();
+            assert!(e.starts_with("token a: tenant"), "{e}");
+        }
     }
 }

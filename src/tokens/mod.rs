@@ -9,6 +9,7 @@
 pub mod file;
 pub mod secret;
 mod set;
+pub mod tenant;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
