@@ -12,6 +12,7 @@ mod cli;
 mod embed;
 mod lifecycle;
 mod reload;
+mod reliability_tenants;
 mod robustness;
 mod routing;
 mod smoke;

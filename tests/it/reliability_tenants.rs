@@ -1,13 +1,13 @@
 //! Tenant names (issue 15, finding 13): a name with `,`, a space or non-ASCII would make
 //! `X-Scim-Tenant` ambiguous, so only `[A-Za-z0-9._-]{1,64}` is taken — at an admin create
 //! (API and CLI), in a hot-reloaded token file, and in the token file at start.
-mod common;
+
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{eventually, GateOpts, GateProc, TestToken, BIN};
-use scim_gate::demo::DemoServer;
+use crate::harness::{eventually, GateOpts, GateProc, TestToken, BIN};
+use scim_demo::DemoServer;
 
 const RELOAD_ERRORS: &str = r#"scim_gate_token_reloads_total{result="error"}"#;
 
@@ -66,7 +66,7 @@ fn the_token_file_is_held_to_the_same_rule_at_reload_and_at_start() {
         bad.tenant = format!("{name:?}");
         let before = gate.metric(RELOAD_ERRORS);
         let tmp = gate.path("edit.tmp");
-        std::fs::write(&tmp, common::token_file(&[&good, &bad])).expect("write");
+        std::fs::write(&tmp, crate::harness::token_file(&[&good, &bad])).expect("write");
         std::fs::rename(&tmp, &file).expect("rename");
         assert!(
             eventually(Duration::from_secs(2), || gate.metric(RELOAD_ERRORS)
@@ -91,7 +91,7 @@ fn the_token_file_is_held_to_the_same_rule_at_reload_and_at_start() {
     std::fs::write(dir.path().join("gate.yaml"), config).expect("config");
     let mut bad = TestToken::new("tok_bad");
     bad.tenant = "\"acme,evil\"".into();
-    std::fs::write(dir.path().join("tokens.yaml"), common::token_file(&[&bad])).expect("file");
+    std::fs::write(dir.path().join("tokens.yaml"), crate::harness::token_file(&[&bad])).expect("file");
     let out = Command::new(BIN)
         .args(["run", "-c"])
         .arg(dir.path().join("gate.yaml"))
