@@ -21,6 +21,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod demo;
 mod demo_cmd;
 pub mod error;

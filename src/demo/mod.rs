@@ -10,7 +10,7 @@
 //! keep-alive, limits, `400` on garbage), so the gate's proxying is tested against a strict peer.
 //! Do not point an identity provider at it for anything you want to keep.
 
-mod http;
+pub(crate) mod http;
 mod patch;
 mod store;
 #[cfg(test)]
