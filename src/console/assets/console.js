@@ -84,7 +84,7 @@
     if (!iso) return '';
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return String(iso);
-    return d.toISOString().replace('T', ' ').replace(/:\d\d(\.\d+)?Z$/, ' UTC');
+    return d.toISOString().replace('T', ' ').replace(/:\d\d(\.\d+)?Z$/, '');
   }
   function relative(iso) {
     if (!iso) return 'never';
@@ -100,9 +100,14 @@
   function list(v) {
     return Array.isArray(v) && v.length ? v.join(', ') : 'any';
   }
+  const IDP_LABELS = { entra: 'Entra ID', okta: 'Okta', google: 'Google Workspace', onelogin: 'OneLogin', jumpcloud: 'JumpCloud', other: 'Other' };
+  // For table cells.
+  function idpLabel(idp) {
+    return IDP_LABELS[idp] || idp;
+  }
+  // For sentences ("Okta cannot provision until…").
   function idpName(idp) {
-    const names = { entra: 'Entra ID', okta: 'Okta', google: 'Google Workspace', onelogin: 'OneLogin', jumpcloud: 'JumpCloud', other: 'the IdP' };
-    return names[idp] || idp;
+    return idp === 'other' ? 'the IdP' : idpLabel(idp);
   }
 
   function el(tag, text, cls) {
@@ -290,7 +295,7 @@
     const rows = tokens.map((t) => {
       const tr = el('tr');
       tr.dataset.tokenId = t.id;
-      tr.append(el('td', t.id, 'mono'), el('td', t.tenant), el('td', idpName(t.idp)));
+      tr.append(el('td', t.id, 'mono'), el('td', t.tenant), el('td', idpLabel(t.idp)));
       const st = el('td');
       st.append(el('span', t.status, `badge ${t.status}`));
       tr.append(st, el('td', list(t.domains)), el('td', list(t.networks)),
@@ -328,7 +333,7 @@
       const byAge = ts.slice().sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
       const older = byAge[0];
       const newer = byAge[byAge.length - 1];
-      let text = `${older.tenant} / ${idpName(older.idp)} has ${ts.length} tokens: a rotation may be half done. ` +
+      let text = `${older.tenant} / ${idpLabel(older.idp)} has ${ts.length} tokens: a rotation may be half done. ` +
         `Once ${idpName(older.idp)} uses the newer token (${newer.id}), delete the older one (${older.id}).`;
       if (lastUsed) {
         text += ` Last used: ${older.id} ${relative(older.last_used_at)}, ${newer.id} ${relative(newer.last_used_at)}.`;
@@ -358,7 +363,7 @@
       const secret = created.token;
       delete created.token;
       $('create-form').reset();
-      showSecret(`New token ${created.id} for ${created.tenant} / ${idpName(created.idp)}`, secret);
+      showSecret(`New token ${created.id} for ${created.tenant} / ${idpLabel(created.idp)}`, secret);
       say(`Created ${created.id}.`);
       await loadTokens();
     } catch (e) {
@@ -382,7 +387,7 @@
       const refreshed = await api('POST', `/api/admin/tokens/${encodeURIComponent(t.id)}/refresh`);
       const secret = refreshed.token;
       delete refreshed.token;
-      showSecret(`New secret for ${refreshed.id} (${refreshed.tenant} / ${idpName(refreshed.idp)})`, secret);
+      showSecret(`New secret for ${refreshed.id} (${refreshed.tenant} / ${idpLabel(refreshed.idp)})`, secret);
       say(`Refreshed ${refreshed.id}: the previous secret no longer works.`);
       await loadTokens();
     } catch (e) {
@@ -454,7 +459,7 @@
       }
       if (e.reason) details.push(String(e.reason));
       tr.append(timeCell(e.time), el('td', e.event), el('td', e.token_id || '', 'mono'),
-        el('td', e.tenant || ''), el('td', e.idp ? idpName(e.idp) : ''), el('td', details.join('; ')));
+        el('td', e.tenant || ''), el('td', e.idp ? idpLabel(e.idp) : ''), el('td', details.join('; ')));
       return tr;
     });
     fill($('audit-table'), rows, 'audit-empty');
@@ -469,7 +474,7 @@
     const rows = (data.decisions || []).map((d) => {
       const tr = el('tr');
       tr.append(timeCell(d.time), el('td', d.token_id || '', 'mono'), el('td', d.tenant || ''),
-        el('td', d.idp ? idpName(d.idp) : ''), el('td', `${d.method || ''} ${d.route || ''}`),
+        el('td', d.idp ? idpLabel(d.idp) : ''), el('td', `${d.method || ''} ${d.route || ''}`),
         el('td', d.status), el('td', [d.reason, d.scim_type].filter(Boolean).join(' / '), 'mono'),
         el('td', d.detail || ''));
       return tr;
@@ -484,7 +489,7 @@
       const rest = Object.entries(g)
         .filter(([k]) => !['token_id', 'tenant', 'idp', 'tripped_at'].includes(k))
         .map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`);
-      tr.append(el('td', g.token_id, 'mono'), el('td', g.tenant || ''), el('td', g.idp ? idpName(g.idp) : ''),
+      tr.append(el('td', g.token_id, 'mono'), el('td', g.tenant || ''), el('td', g.idp ? idpLabel(g.idp) : ''),
         timeCell(g.tripped_at), el('td', rest.join('; ')));
       const td = el('td');
       td.append(button('Release', `Release the guard of ${g.token_id}`, () => releaseGuard(g)));
