@@ -537,7 +537,10 @@
     $('error-dismiss').addEventListener('click', clearError);
     $('copy-secret').addEventListener('click', () => copyFrom('secret-value', 'Token'));
     $('copy-url').addEventListener('click', () => copyFrom('secret-url', 'URL'));
-    $('secret-close').addEventListener('click', () => $('secret-dialog').close());
+    // Forgotten as the dialog closes, not a task later: 'cancel' (Escape) and the button run
+    // before the dialog disappears; 'close' catches any other way it closes.
+    $('secret-close').addEventListener('click', () => { forgetSecret(); $('secret-dialog').close(); });
+    $('secret-dialog').addEventListener('cancel', forgetSecret);
     $('secret-dialog').addEventListener('close', forgetSecret);
     $('signout').addEventListener('click', async () => {
       try { await api('POST', '/api/logout'); } catch (e) { /* the session is gone either way */ }
