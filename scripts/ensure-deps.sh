@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests (tests/e2e/) need, idempotently:
 #   - cmake (Pingora's build needs it), through apt-get when missing;
+#   - chromium and fonts-dejavu-core (the console's browser tests, tests/e2e/test_console.py:
+#     Playwright drives Debian's /usr/bin/chromium, never a downloaded browser), apt-get too;
 #   - python3 >= 3.11 with venv/ensurepip (apt-get install python3-venv when missing);
 #   - a virtualenv at .venv-e2e/ (repo root) holding exactly tests/e2e/requirements.txt
-#     (every package pinned with ==: scim2-server, scim2-tester, their deps, pytest).
+#     (every package pinned with ==: scim2-server, scim2-tester, playwright, their deps, pytest).
 # The venv is reused while requirements.txt and the Python version are unchanged: their hash
 # is stored in .venv-e2e/.requirements.sha256. The venv carries its own .gitignore ("*").
 #
@@ -42,6 +44,14 @@ if ! command -v cmake >/dev/null 2>&1; then
     apt_install cmake
 fi
 
+# --- chromium and a font for the console's browser tests -------------------------------------
+if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+fi
+if ! dpkg-query -W -f='${Status}' fonts-dejavu-core 2>/dev/null | grep -q 'install ok installed'; then
+    apt_install fonts-dejavu-core
+fi
+
 # --- python3 with venv -----------------------------------------------------------------------
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     apt_install python3 python3-venv python3-pip
@@ -59,7 +69,7 @@ fi
 WANT="$( { cat "$REQ"; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
 HAVE="$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)"
 
-if [ "$WANT" = "$HAVE" ] && "$VENV/bin/python" -c 'import scim2_server, scim2_tester, pytest' >/dev/null 2>&1; then
+if [ "$WANT" = "$HAVE" ] && "$VENV/bin/python" -c 'import scim2_server, scim2_tester, pytest, playwright' >/dev/null 2>&1; then
     log "reusing $VENV (requirements unchanged)"
 else
     log "creating $VENV from $REQ"

@@ -51,6 +51,19 @@ enum Command {
     HashToken,
     /// Manage tokens over the admin socket.
     Token(TokenArgs),
+    /// A web console for admins on loopback; prints a one-time sign-in link.
+    Console {
+        #[arg(long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Loopback address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// The gate's public SCIM base URL, shown with a new token (default: from the config).
+        #[arg(long)]
+        scim_url: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -111,6 +124,17 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::HashToken => hash_token(),
         Command::Token(args) => token(args),
+        Command::Console {
+            socket,
+            config,
+            listen,
+            scim_url,
+        } => crate::console::run(&crate::console::ConsoleOptions {
+            config,
+            socket,
+            listen,
+            scim_url,
+        }),
     };
     crate::logging::flush();
     code

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 mod demo_cmd;
 pub mod error;
 pub mod gate;

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod checks;
 mod cli;
+mod console;
 mod embed;
 mod lifecycle;
 mod reload;

@@ -8,14 +8,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::message::{DemoRequest, DemoResponse};
 
 /// Request line plus headers.
-pub(crate) const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 /// Well above any SCIM `maxPayloadSize` the gate would let through (1 MiB by default).
-pub(crate) const MAX_BODY: usize = 8 * 1024 * 1024;
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// A chunk-size or trailer line; real ones are a few bytes.
 const MAX_LINE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HttpError {
+pub enum HttpError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("malformed request: {0}")]
@@ -30,7 +30,7 @@ pub(crate) enum HttpError {
 
 impl HttpError {
     /// The status to answer with before closing, when the peer can still be told anything.
-    pub(crate) fn status(&self) -> Option<u16> {
+    pub fn status(&self) -> Option<u16> {
         match self {
             HttpError::Malformed(_) => Some(400),
             HttpError::HeadTooLarge => Some(431),
@@ -41,7 +41,7 @@ impl HttpError {
 }
 
 /// One connection: the stream plus bytes read but not yet consumed (pipelined requests).
-pub(crate) struct Conn<S> {
+pub struct Conn<S> {
     stream: S,
     buf: Vec<u8>,
 }
@@ -58,7 +58,7 @@ fn is_token(s: &str) -> bool {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
-    pub(crate) fn new(stream: S) -> Self {
+    pub fn new(stream: S) -> Self {
         Conn {
             stream,
             buf: Vec::new(),
@@ -75,7 +75,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// The next request and whether the connection stays open after it; `None` when the peer
     /// closed cleanly between requests.
-    pub(crate) async fn read_request(&mut self) -> Result<Option<(DemoRequest, bool)>, HttpError> {
+    pub async fn read_request(&mut self) -> Result<Option<(DemoRequest, bool)>, HttpError> {
         let head_end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i;
@@ -255,7 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Writes the response with its own `Content-Length` (and `Connection: close` when closing);
     /// any framing headers in `resp` are dropped so they cannot contradict the real framing.
-    pub(crate) async fn write_response(
+    pub async fn write_response(
         &mut self,
         resp: &DemoResponse,
         close: bool,
@@ -286,7 +286,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Best effort: TLS needs this to send close_notify; a plain socket sends FIN.
-    pub(crate) async fn shutdown(&mut self) {
+    pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
     }
 }
@@ -299,13 +299,17 @@ fn reason(status: u16) -> &'static str {
         204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
         413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         _ => "Unknown",
     }
 }

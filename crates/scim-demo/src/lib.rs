@@ -18,7 +18,7 @@
 mod attrs;
 mod error;
 mod filter;
-mod http;
+pub mod http;
 mod message;
 mod patch;
 mod store;
