@@ -2,7 +2,6 @@
 //! `X-Scim-Tenant` ambiguous, so only `[A-Za-z0-9._-]{1,64}` is taken — at an admin create
 //! (API and CLI), in a hot-reloaded token file, and in the token file at start.
 
-
 use std::process::Command;
 use std::time::Duration;
 
@@ -91,7 +90,11 @@ fn the_token_file_is_held_to_the_same_rule_at_reload_and_at_start() {
     std::fs::write(dir.path().join("gate.yaml"), config).expect("config");
     let mut bad = TestToken::new("tok_bad");
     bad.tenant = "\"acme,evil\"".into();
-    std::fs::write(dir.path().join("tokens.yaml"), crate::harness::token_file(&[&bad])).expect("file");
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        crate::harness::token_file(&[&bad]),
+    )
+    .expect("file");
     let out = Command::new(BIN)
         .args(["run", "-c"])
         .arg(dir.path().join("gate.yaml"))

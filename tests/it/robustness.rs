@@ -3,7 +3,6 @@
 //! no `Upgrade` passes, identity headers cannot be spoofed in any spelling, slow clients are
 //! bounded.
 
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
