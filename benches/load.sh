@@ -292,7 +292,7 @@ wait_port "$GATE_PORT" "$GATE_PID" 30
 # token would turn the rest of the load into 401s).
 "$GATE_BIN" token create --tenant bench-load --idp entra --socket "$GDIR/admin.sock" --json >"$GDIR/a.json"
 "$GATE_BIN" token create --tenant bench-rotate --idp okta --socket "$GDIR/admin.sock" --json >"$GDIR/b.json"
-# `token create --json` prints the token alone on line 1, then one JSON object (SPEC §1).
+# `token create --json` prints the token alone on line 1, then one JSON object (docs/admin-api.md#cli).
 jget() { "$PY" -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])[sys.argv[2]])' "$1" "$2"; }
 TOKEN_A="$(jget "$GDIR/a.json" token)"
 A_ID="$(jget "$GDIR/a.json" id)"

@@ -1,4 +1,4 @@
-//! The admin socket of SPEC §6: HTTP/1.1 + JSON over a Unix socket, a Pingora service in the
+//! The admin socket (docs/admin-api.md): HTTP/1.1 + JSON over a Unix socket, a Pingora service in the
 //! same server as the proxy, so a change applied here is in the proxy's token set before the
 //! response is written.
 //!

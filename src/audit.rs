@@ -1,4 +1,4 @@
-//! The audit trail of SPEC §6: one JSON object per line, append-only, fsynced before the admin
+//! The audit trail (docs/metrics.md#audit-log): one JSON object per line, append-only, fsynced before the admin
 //! call that caused it answers. It names token ids, tenants and IdPs — never a secret.
 
 use std::fs::{File, OpenOptions};

@@ -1,4 +1,4 @@
-//! Bearer-token authentication (SPEC §4, RFC 6750).
+//! Bearer-token authentication (docs/operations.md#authentication, RFC 6750).
 //!
 //! The header is parsed strictly but forgivingly where RFCs allow it: the scheme is
 //! case-insensitive (RFC 9110 §11.1), optional whitespace around the token is ignored, and the

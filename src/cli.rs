@@ -1,4 +1,4 @@
-//! The command line of SPEC §1. Exit status: 0 success, 1 refused by the gate (or a start
+//! The command line (docs/admin-api.md#cli, docs/operations.md#running). Exit status: 0 success, 1 refused by the gate (or a start
 //! failure), 2 usage (clap's own code for usage errors).
 
 use std::io::Read;

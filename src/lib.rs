@@ -4,7 +4,7 @@
 //! every request an identity provider sends, (1) authenticates the bearer token against a
 //! hot-reloaded set of SHA-256 hashes, (2) checks the body against the SCIM schema and the
 //! operator's attribute-update policy, and (3) forwards what passes. Admins manage tokens over a
-//! local Unix socket. The contract is `SPEC.md`; the README says how to run it.
+//! local Unix socket. The reference is `docs/` (docs/README.md); the README says how to run it.
 //!
 //! The binary is a thin shell over this library: [`server::build`] assembles exactly what an
 //! operator could assemble themselves, and [`gate::Gate`] is the piece an existing Pingora proxy

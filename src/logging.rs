@@ -92,7 +92,7 @@ pub fn flush() {
     }
 }
 
-/// Keeps secrets out of debug output (SPEC §3). At `debug`/`trace` Pingora dumps whole request
+/// Keeps secrets out of debug output (docs/operations.md#logging). At `debug`/`trace` Pingora dumps whole request
 /// headers (`pingora_proxy` "Request header: …", `proxy_h1` "Sending header to upstream …",
 /// the h1 client "Writing request header …"), which would print the IdP's bearer token and the
 /// upstream credential. A message from another crate that mentions an Authorization header or

@@ -1,4 +1,4 @@
-//! Prometheus metrics of SPEC §7, registered once in the default registry of the `prometheus`
+//! Prometheus metrics (docs/metrics.md), registered once in the default registry of the `prometheus`
 //! version that `pingora-prometheus` re-exports (a second copy of the crate would register into
 //! a registry nobody gathers, and the metrics would silently vanish).
 //!

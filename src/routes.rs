@@ -1,4 +1,4 @@
-//! Public route matching (SPEC §4).
+//! Public route matching (docs/operations.md#routes, #path-canonicalisation).
 //!
 //! The path is percent-decoded once and matched case-insensitively, and every spelling that could
 //! make the gate and the upstream disagree about which resource is meant — dot segments, encoded

@@ -113,7 +113,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
             cfg.admin.allowed_uids.clone(),
         )),
     );
-    // Pingora's add_uds defaults to mode 0666; the admin socket must be 0600 (SPEC §6).
+    // Pingora's add_uds defaults to mode 0666; the admin socket must be 0600 (docs/admin-api.md#socket-and-permissions).
     admin.add_uds(
         &cfg.admin.socket.display().to_string(),
         Some(std::fs::Permissions::from_mode(0o600)),

@@ -1,4 +1,4 @@
-//! The token file of SPEC §3: YAML, hashes only, written by the gate and safe to edit by hand.
+//! The token file (docs/token-file.md): YAML, hashes only, written by the gate and safe to edit by hand.
 
 use std::io::Write;
 use std::path::Path;
@@ -362,7 +362,7 @@ mod tests {
         let via_yaml: TokenFile =
             serde_yaml::from_slice(&written).expect("the written file is YAML");
         assert_eq!(via_yaml.tokens, records);
-        // The SPEC's block layout goes through serde_yaml.
+        // The block layout of docs/token-file.md#format goes through serde_yaml.
         let block = format!(
             "tokens:\n  - id: tok_1\n    tenant: acme\n    idp: okta\n    status: active\n    sha256: {HASH}\n    domains: [acme.com]\n    created_at: 2026-11-22T10:00:00Z\n    refreshed_at: null\n    expires_at: null\n"
         );

@@ -1,4 +1,4 @@
-//! The plaintext token format of SPEC §3: `scimgate_` + 43 base62 characters carrying 32 bytes
+//! The plaintext token format (docs/token-file.md#token-format): `scimgate_` + 43 base62 characters carrying 32 bytes
 //! from the OS RNG + a 6-character base62 CRC-32 checksum.
 //!
 //! The prefix lets secret scanners (GitHub's, trufflehog…) recognise a leaked token, as GitHub

@@ -46,7 +46,7 @@ pub struct TokenSet {
 }
 
 /// The answer of a lookup. Inactive and expired tokens are told apart so the 401's detail can
-/// say which (SPEC §4) — naming the state, never the token.
+/// say which (docs/operations.md#authentication) — naming the state, never the token.
 #[derive(Debug, Clone)]
 pub enum Lookup {
     Valid(TokenInfo),

@@ -7,7 +7,7 @@ What runs
   static upstream bearer token (``--bearer-token``) and ``--debug`` (it then logs the WSGI
   environment of every request: that is how these tests see which headers reached the upstream);
 * the **gate**: the real binary (``$SCIM_GATE_BIN``, default ``target/debug/scim-gate``) started as
-  ``scim-gate run -c <config>`` with a config (SPEC §2) and a token file (SPEC §3) written into a
+  ``scim-gate run -c <config>`` with a config (docs/configuration.md) and a token file (docs/token-file.md) written into a
   fresh temp dir, the upstream credential in ``UPSTREAM_AUTH`` (``upstream.authorization_env``);
 * the **conformance suite**: ``scim2-tester`` from PyPI (``scim2_tester.check_server``) driving a
   ``scim2-client`` over an ``httpx2.Client`` whose ``Authorization`` header carries the bearer token.
@@ -34,7 +34,7 @@ among the results of the same ``(resource_type, title)``.
 the gate.
 
 Expected policy differences (``EXPECTED_POLICY_REJECTIONS``): the gate is *meant* to refuse a
-few things scim2-tester does (SPEC §5: ``userName`` is immutable after creation, and a PUT may not
+few things scim2-tester does (docs/configuration.md#policy: ``userName`` is immutable after creation, and a PUT may not
 change it). Those checks must fail through the gate *with a 400 from the gate's policy*; they are
 tested separately (``test_policy_differences_are_gate_rejections``) and not counted as
 regressions. The gate config of these tests widens ``policy.users.updatable``/``groups.updatable``
@@ -46,7 +46,7 @@ A check "reads or writes a resource" when one of its tags starts with ``crud`` (
 ``crud:read``, ``crud:read:attributes``, ``crud:update``, ``crud:delete``) or ``patch``
 (``patch:add``, ``patch:remove``, ``patch:replace``); those must all fail with a wrong token, and
 at least one must have run (not skipped), so the assertion is not vacuous. For the resource
-checks to run at all without discovery (which itself fails with a wrong token, SPEC §4 requires a
+checks to run at all without discovery (which itself fails with a wrong token, docs/operations.md#authentication requires a
 token on every route), the wrong-token client is given the service description discovered
 directly from scim2-server. Discovery/misc checks (``discovery``, ``misc`` tags) are reported but
 not asserted on (some of them only expect *an* error); instead the test asserts directly that
@@ -60,17 +60,17 @@ The tests
   failure it also lists every request the gate itself refused (request body and response).
 * ``test_policy_differences_are_gate_rejections``: see above.
 * ``test_wrong_token_reads_and_writes_nothing``: see below.
-* ``test_upstream_sees_gate_credentials_not_the_idp_token``: SPEC §4 header rewriting, seen
+* ``test_upstream_sees_gate_credentials_not_the_idp_token``: header rewriting (docs/operations.md#forwarding), seen
   from scim2-server's ``--debug`` dump (IdP token absent, X-Scim-Tenant/X-Scim-Token-Id set).
 * ``test_no_plaintext_token_leak``: the plaintext token is in none of the gate's stdout/stderr
   (run at RUST_LOG=debug), the token file, the audit file, /metrics, any file of the gate's dir.
 * ``test_upstream_credential_not_in_gate_log``: the UPSTREAM_AUTH value is not logged either.
-* ``test_token_file_hot_reload``: SPEC §3 hot reload; an invalid edit is counted once, not per
+* ``test_token_file_hot_reload``: hot reload (docs/token-file.md#hot-reload); an invalid edit is counted once, not per
   watcher wake-up.
-* ``test_location_rewritten_to_public_url``: SPEC §4 Location / meta.location rewriting.
+* ``test_location_rewritten_to_public_url``: Location / meta.location rewriting (docs/operations.md#responses).
 * ``test_nice_to_have_900KiB_group_patch``: below.
 * ``test_idp_fixtures_replay_through_the_gate``: every tests/fixtures/idp/*.json body replayed
-  through a second gate running the SPEC §2 DEFAULT policy (no ``policy:`` key) in front of its own
+  through a second gate running the DEFAULT policy (docs/configuration.md#policy) (no ``policy:`` key) in front of its own
   scim2-server; ``pass`` fixtures must be forwarded and accepted, ``reject:<reason>`` ones answered
   by the gate (status/scimType of the reason, metric label) without scim2-server seeing a write.
   Prints a table; see its docstring (set-up, id substitution, membership, UPSTREAM_REFUSES).
@@ -78,7 +78,7 @@ The tests
 Nice-to-have
 ------------
 ``test_nice_to_have_900KiB_group_patch`` sends a ~900 KiB group PATCH (≈19 000 members) through
-the gate and checks that scim2-server received all members (SPEC §5: the 1 MiB limit must work
+the gate and checks that scim2-server received all members (docs/operations.md#request-bodies: the 1 MiB limit must work
 end to end although Pingora replays at most 64 KiB of a buffered body).
 
 Run: ``scripts/test-e2e.sh`` (or ``.venv-e2e/bin/python -m pytest -s tests/e2e/run_e2e.py``).
@@ -126,10 +126,10 @@ FAILED = {Status.ERROR, Status.CRITICAL}
 # (resource_type, check title, subject) -> why the gate refuses it by design.
 EXPECTED_POLICY_REJECTIONS = {
     ("User", "check_replace_attribute", "userName"): (
-        "SPEC §5: userName is immutable after creation (PATCH replace userName → 400 mutability)"
+        "docs/configuration.md#policy: userName is immutable after creation (PATCH replace userName → 400 mutability)"
     ),
     ("User", "object_replacement", "#0"): (
-        "SPEC §5: a PUT may not change userName; scim2-tester's PUT fills userName with a new "
+        "docs/scim-checks.md: a PUT may not change userName; scim2-tester's PUT fills userName with a new "
         "random value (→ 400 mutability)"
     ),
 }
@@ -165,7 +165,7 @@ def _base62(data: bytes, width: int) -> str:
 
 
 def make_token() -> str:
-    """A token in the SPEC §3 shape: ``scimgate_`` + 43 base62 chars of 32 random bytes + a
+    """A token in the shape of docs/token-file.md#token-format: ``scimgate_`` + 43 base62 chars of 32 random bytes + a
     6-char base62 CRC-32 (IEEE) checksum of everything before it (the gate checks it)."""
     head = "scimgate_" + _base62(secrets.token_bytes(32), 43)
     return head + _base62(zlib.crc32(head.encode()).to_bytes(4, "big"), 6)
@@ -489,7 +489,7 @@ E2E_POLICY = {
 
 def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, token: str, token_id: str,
                      policy: dict | None = E2E_POLICY) -> None:
-    """Token file + config. ``policy=None`` leaves the ``policy`` key out: SPEC §2 defaults."""
+    """Token file + config. ``policy=None`` leaves the ``policy`` key out: the defaults of docs/configuration.md#policy."""
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     (d / "tokens.yaml").write_text(
         "tokens:\n"
@@ -503,7 +503,7 @@ def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, 
         "    refreshed_at: null\n"
         "    expires_at: null\n"
     )
-    # JSON is YAML; every key is a SPEC §2 key.
+    # JSON is YAML; every key is in docs/configuration.md.
     config = {
         "server": {"listen": f"{HOST}:{port}", "threads": 2, "shutdown_grace": "5s"},
         "base_path": BASE_PATH,
@@ -628,7 +628,7 @@ def test_conformance_through_gate(direct_run, gate_run, gate):
 
 
 def test_policy_differences_are_gate_rejections(direct_run, gate_run):
-    """The checks the gate refuses by design (SPEC §5) fail through the gate with a 400
+    """The checks the gate refuses by design (docs/scim-checks.md) fail through the gate with a 400
     mutability error from the gate, not with something else."""
     problems = []
     for k, why in EXPECTED_POLICY_REJECTIONS.items():
@@ -753,7 +753,7 @@ def test_upstream_credential_not_in_gate_log(gate_run, gate, upstream):
 
 
 def test_token_file_hot_reload(gate_run, gate):
-    """SPEC §3: a valid edit of the token file takes effect within 1 s (we allow 3 s); an
+    """docs/token-file.md#hot-reload: a valid edit of the token file takes effect within 1 s (we allow 3 s); an
     invalid edit leaves the previous set in force."""
     second = make_token()
     original = gate.token_file.read_text()
@@ -800,7 +800,7 @@ def test_token_file_hot_reload(gate_run, gate):
 
 
 def test_location_rewritten_to_public_url(gate, upstream):
-    """SPEC §4: Location and meta.location pointing at the upstream are rewritten to the public URL."""
+    """docs/operations.md#responses: Location and meta.location pointing at the upstream are rewritten to the public URL."""
     user = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "userName": f"e2e-{uuid.uuid4().hex[:10]}@example.com"}
     with http_client(gate.url, gate.token) as c:
@@ -881,7 +881,7 @@ REASON_ANSWERS: dict[str, tuple[int, set[str] | None]] = {
     "not_found": (404, None),
 }
 
-# SPEC §2 defaults, exactly as `scim-gate check-config` prints the `policy` section of a config
+# The policy defaults (docs/configuration.md#policy), exactly as `scim-gate check-config` prints the `policy` section of a config
 # without a `policy:` key (the e2e venv has no YAML parser, so this is compared as text).
 SPEC_DEFAULT_POLICY_YAML = f"""policy:
   max_body_bytes: 1048576
@@ -990,7 +990,7 @@ def _wipe(up_client: httpx2.Client) -> None:
 
 def test_idp_fixtures_replay_through_the_gate(workdir):
     """Every request body of tests/fixtures/idp, replayed through a gate with the DEFAULT policy
-    (SPEC §2: no ``policy:`` key in its config; checked with ``scim-gate check-config``) in front
+    (docs/configuration.md#policy: no ``policy:`` key in its config; checked with ``scim-gate check-config``) in front
     of its own, otherwise empty, scim2-server.
 
     For each fixture, from an empty directory:
@@ -1043,7 +1043,7 @@ def _check_default_policy(effective_yaml: str) -> None:
     assert i >= 0, f"no policy section in check-config output:\n{effective_yaml}"
     section = effective_yaml[i + 1:]
     print("\n  effective policy (check-config):\n" + "\n".join("    " + l for l in section.splitlines()))
-    assert section == SPEC_DEFAULT_POLICY_YAML, "the effective policy is not the SPEC §2 default"
+    assert section == SPEC_DEFAULT_POLICY_YAML, "the effective policy is not the documented default (docs/configuration.md#policy)"
 
 
 def _replay_fixtures(files: list[Path], g: "Gate", up: Upstream) -> None:

@@ -1,4 +1,4 @@
-//! The admin socket of SPEC §6 through the real binary: every route with its failures, peer-uid
+//! The admin socket (docs/admin-api.md) through the real binary: every route with its failures, peer-uid
 //! refusal, socket mode, instant invalidation under load, crash safety, expiry and hand edits.
 
 use std::collections::HashMap;
@@ -91,7 +91,7 @@ fn create_returns_the_secret_once_and_list_never_shows_it() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     let b = r.json();
     let token = b["token"].as_str().expect("token").to_string();
-    // SPEC §3: scimgate_ + 43 base62 + 6 checksum characters.
+    // docs/token-file.md#token-format: scimgate_ + 43 base62 + 6 checksum characters.
     assert!(
         token.starts_with("scimgate_") && token.len() == 9 + 43 + 6,
         "{token}"

@@ -1,4 +1,4 @@
-//! Bearer authentication through the real binary (SPEC §4): every odd spelling an IdP or an
+//! Bearer authentication through the real binary (docs/operations.md#authentication): every odd spelling an IdP or an
 //! attacker may send is refused with the right status and challenge, and none reaches the upstream.
 
 use crate::harness::{assert_scim_error, GateOpts, GateProc, Response, TestToken};

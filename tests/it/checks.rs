@@ -1,4 +1,4 @@
-//! The SCIM checks of SPEC §5 through the real binary, in front of the in-process demo directory,
+//! The SCIM checks (docs/scim-checks.md) through the real binary, in front of the in-process demo directory,
 //! with the upstream looked at afterwards: every rejected write answers the right SCIM error
 //! (status, scimType, a detail naming the path) AND left the upstream resource exactly as it was
 //! (no write reached it, or — on the stream path — never a complete one).

@@ -1,4 +1,4 @@
-//! `scim-gate token …` (SPEC §1) against a running gate: every command in human and `--json`
+//! `scim-gate token …` (docs/admin-api.md#cli) against a running gate: every command in human and `--json`
 //! form, exit codes 0/1/2, finding the socket from `-c`, and no plaintext token anywhere on disk,
 //! in the log or in the metrics after a run of every command.
 

@@ -1,4 +1,4 @@
-//! Hot reload of the token file (SPEC §3): edits in place, by rename and by a Kubernetes-style
+//! Hot reload of the token file ([docs/token-file.md](docs/token-file.md)): edits in place, by rename and by a Kubernetes-style
 //! symlink swap take effect within 1 s; invalid edits leave the previous set in force and are
 //! counted as errors.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::harness::{eventually, token_file, GateOpts, GateProc, TestToken};
 use scim_demo::DemoServer;
 
-/// SPEC §3: "A valid edit takes effect within 1 s".
+/// docs/token-file.md#hot-reload: a valid edit is in force within a second.
 const RELOAD_LIMIT: Duration = Duration::from_secs(1);
 const RELOAD_ERRORS: &str = "scim_gate_token_reloads_total{result=\"error\"}";
 

@@ -1,4 +1,4 @@
-//! Routing and forwarding rules (SPEC §4) through the real binary: unsafe path spellings are 400
+//! Routing and forwarding rules (docs/operations.md#routes, #forwarding) through the real binary: unsafe path spellings are 400
 //! and never forwarded, equivalent spellings reach the upstream canonically, unknown routes are
 //! 404/501/405 as SCIM errors, and the header and URL rewriting rules hold at the upstream.
 

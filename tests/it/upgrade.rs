@@ -1,4 +1,4 @@
-//! Graceful upgrade (SPEC §1 `run --upgrade`): a new gate started with `--upgrade` receives the
+//! Graceful upgrade (`run --upgrade`, docs/operations.md#upgrade): a new gate started with `--upgrade` receives the
 //! listeners when the old one gets SIGQUIT, and requests keep working across the handover.
 
 use std::process::{Command, Stdio};

@@ -1,4 +1,4 @@
-//! Upstream failures (SPEC §4): unreachable → 502, too slow → 504, both SCIM errors, both within
+//! Upstream failures (docs/operations.md#upstream): unreachable → 502, too slow → 504, both SCIM errors, both within
 //! the configured timeouts (harness: connect_timeout 1s, read_timeout 2s), both counted.
 //! The time bounds are behaviour bounds (the timeout plus 1 s of slack), not benchmarks.
 

@@ -131,7 +131,7 @@ impl DemoDirectory {
             }
         }
         // meta.location is built from the Host we were reached by: behind the gate that is the
-        // upstream address, which the gate must rewrite to its public URL (SPEC §4).
+        // upstream address, which the gate must rewrite to its public URL (docs/operations.md#responses).
         let host = req.header("host").unwrap_or("localhost");
         let base_url = format!("{}://{host}{}", lock(&self.scheme), self.base_path);
         let result = lock(&self.store).route(&req.method, &segments, query, &req.body, &base_url);

@@ -31,7 +31,7 @@ fn is_attr_name(s: &str) -> bool {
 }
 
 /// `known` (plus `core_urn`) are the schema URNs that may prefix a path; the longest match wins because URNs
-/// themselves contain `:` and `.` (SCIM-NOTES "URNs"). An unknown URN is split at its last `:`.
+/// themselves contain `:` and `.` (RFC 7644 §3.10: fully qualified names). An unknown URN is split at its last `:`.
 pub(crate) fn parse_path(path: &str, core_urn: &str, known: &[String]) -> Result<Path, ScimError> {
     let bad = |why: &str| ScimError::new(400, Some("invalidPath"), format!("{path:?}: {why}"));
     let p = path.trim();
