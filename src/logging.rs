@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::tokens::secret;
 
-/// Installs the process logger: env_logger (`RUST_LOG`, default `info`) behind [`NoSecrets`],
-/// writing through [`BatchedStderr`].
+/// Installs the process logger: env_logger (`RUST_LOG`, default `info`) behind `NoSecrets`,
+/// writing through `BatchedStderr`.
 pub fn init() {
     let env = env_logger::Env::default().default_filter_or("info");
     let logger = env_logger::Builder::from_env(env)
