@@ -529,7 +529,10 @@ fn another_uid_is_refused_by_peer_credentials_unless_allowed() {
 
     // Listed in admin.allowed_uids: the same client is let in, and the audit names its uid.
     let mut opts = GateOpts::new(&up.base_url());
-    opts.admin_extra = "allowed_uids: [65534]".into();
+    opts.config
+        .admin
+        .get_or_insert_with(Default::default)
+        .allowed_uids = Some(vec![65534]);
     let gate = GateProc::start(opts, &[]);
     std::fs::set_permissions(gate.dir.path(), std::fs::Permissions::from_mode(0o755))
         .expect("chmod dir");

@@ -15,6 +15,7 @@ use crate::harness::{
     assert_scim_error, read_response, send, GateOpts, GateProc, Response, TestToken,
 };
 use scim_demo::{DemoRequest, DemoServer};
+use scim_gate::config::raw::{DialectName, RawPolicy};
 use serde_json::{json, Value};
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -39,18 +40,22 @@ struct Env {
 }
 
 fn env() -> Env {
-    env_with("")
+    env_with(|_| {})
 }
 
-/// `extra` is appended to the config, e.g. `policy: { dialect: strict }`.
-fn env_with(extra: &str) -> Env {
+/// `policy` sets keys of the gate's `policy:` section, e.g. `|p| p.dialect = Some(Strict)`.
+fn env_with(policy: impl FnOnce(&mut RawPolicy)) -> Env {
     let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
     let any = TestToken::new("tok_any");
     let mut acme = TestToken::new("tok_acme");
     acme.idp = "entra".into();
     acme.domains = vec!["acme.com".into()];
     let mut opts = GateOpts::new(&up.base_url());
-    opts.extra = extra.to_string();
+    let mut p = RawPolicy::default();
+    policy(&mut p);
+    if p != RawPolicy::default() {
+        opts.config.policy = Some(p);
+    }
     let gate = GateProc::start(opts, &[&any, &acme]);
     Env {
         up,
@@ -715,7 +720,7 @@ const SMALL_LIMIT: usize = 100_000;
 
 #[test]
 fn bodies_over_max_body_bytes_are_413_with_content_length_and_chunked() {
-    let e = env_with(&format!("policy: {{ max_body_bytes: {SMALL_LIMIT} }}\n"));
+    let e = env_with(|p| p.max_body_bytes = Some(SMALL_LIMIT));
     let id = e.seed_group();
     let before = e.group(&id);
     // Content-Length over the limit: answered from the headers alone (the body is not sent).
@@ -823,7 +828,7 @@ fn normalize_rewrites_entra_deviations_to_rfc_form_before_forwarding() {
 
 #[test]
 fn tolerate_forwards_the_deviations_byte_for_byte() {
-    let e = env_with("policy: { dialect: tolerate }\n");
+    let e = env_with(|p| p.dialect = Some(DialectName::Tolerate));
     let id = e.seed_user();
     let sent = entra_disable();
     let r = e.req(
@@ -858,7 +863,7 @@ fn tolerate_forwards_the_deviations_byte_for_byte() {
 
 #[test]
 fn strict_rejects_the_deviations_with_400() {
-    let e = env_with("policy: { dialect: strict }\n");
+    let e = env_with(|p| p.dialect = Some(DialectName::Strict));
     let id = e.seed_user();
     let gid = e.seed_group();
     let before = e.user(&id);
@@ -1311,7 +1316,7 @@ fn expect_continue_head(tok: &str, path: &str, len: usize) -> String {
 
 #[test]
 fn expect_100_continue_gets_100_then_the_final_answer() {
-    let e = env_with(&format!("policy: {{ max_body_bytes: {SMALL_LIMIT} }}\n"));
+    let e = env_with(|p| p.max_body_bytes = Some(SMALL_LIMIT));
     let id = e.seed_user();
     let gid = e.seed_group();
     let path = format!("/scim/v2/Users/{id}");
@@ -1437,7 +1442,7 @@ fn stalled_large_body_gets_408_within_the_body_deadline() {
 /// `invalidFilter`, the gate keeps serving, and `policy.max_filter_terms` sets the bound.
 #[test]
 fn a_filter_with_too_many_terms_is_400_and_the_gate_survives() {
-    let e = env_with("policy: { max_filter_terms: 50 }");
+    let e = env_with(|p| p.max_filter_terms = Some(50));
     let id = e.seed_user();
     let before = e.user(&id);
     // `a pr or a pr or …`: 100 000 terms in ~800 KB.

@@ -337,7 +337,7 @@ fn the_config_flag_finds_the_socket_and_a_missing_socket_is_explained() {
     // The gate has its upstream credential in its environment; the admin's shell does not, and
     // must not need it just to find the socket.
     let mut opts = GateOpts::new(&up.base_url());
-    opts.upstream_extra = "authorization_env: UPSTREAM_AUTH".into();
+    opts.config.upstream.authorization_env = Some("UPSTREAM_AUTH".into());
     opts.env = vec![("UPSTREAM_AUTH".into(), "Bearer upstream-secret".into())];
     let gate = GateProc::start(opts, &[]);
     let config = gate.config.display().to_string();

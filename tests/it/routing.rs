@@ -176,7 +176,7 @@ fn the_configured_upstream_credential_replaces_the_idps() {
     up.dir.set_bearer(Some("directory-secret".into()));
     let t = TestToken::new("tok_route");
     let mut opts = GateOpts::new(&up.base_url());
-    opts.upstream_extra = "authorization_env: UPSTREAM_AUTH".into();
+    opts.config.upstream.authorization_env = Some("UPSTREAM_AUTH".into());
     opts.env = vec![
         ("UPSTREAM_AUTH".into(), "Bearer directory-secret".into()),
         // Pingora dumps upstream request headers at debug/trace; the credential must not show.

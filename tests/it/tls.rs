@@ -180,7 +180,10 @@ fn the_gates_tls_listener_serves_scim_over_https() {
     )
     .expect("tokens");
     let mut opts = GateOpts::new(&up.base_url());
-    opts.server_extra = "tls: {cert: cert.pem, key: key.pem}".into();
+    opts.server().tls = Some(scim_gate::config::raw::RawTls {
+        cert: "cert.pem".into(),
+        key: "key.pem".into(),
+    });
     let gate = GateProc::start_in(dir, opts);
 
     let mut roots = rustls::RootCertStore::empty();

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use scim_gate::config::raw::{
+    RawAdmin, RawAudit, RawConfig, RawMetrics, RawServer, RawTokens, RawUpstream,
+};
 use scim_gate::tokens::secret;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_scim-gate");
@@ -78,29 +81,54 @@ pub struct GateProc {
     pub config: PathBuf,
 }
 
+/// How to start a gate: its configuration as a typed value (the library's own serde form,
+/// written out as YAML by `configure`) and extra environment variables. The listen ports are
+/// chosen when the gate starts.
 pub struct GateOpts {
-    pub upstream_url: String,
-    /// Extra top-level YAML appended to the config (e.g. a `policy:` block).
-    pub extra: String,
-    /// Extra keys for the `server:` map, e.g. `tls: {cert: c.pem, key: k.pem}`.
-    pub server_extra: String,
-    /// Extra keys for the `upstream:` map.
-    pub upstream_extra: String,
-    /// Extra keys for the `admin:` map, e.g. `allowed_uids: [65534]`.
-    pub admin_extra: String,
+    pub config: RawConfig,
     pub env: Vec<(String, String)>,
 }
 
 impl GateOpts {
+    /// The harness's defaults: short timeouts, files in the gate's temp folder.
     pub fn new(upstream_url: &str) -> GateOpts {
+        let config = RawConfig {
+            server: Some(RawServer {
+                threads: Some(2),
+                shutdown_grace: Some(Duration::from_secs(3)),
+                body_timeout: Some(Duration::from_secs(3)),
+                ..RawServer::default()
+            }),
+            base_path: Some("/scim/v2".into()),
+            upstream: RawUpstream {
+                url: upstream_url.into(),
+                connect_timeout: Some(Duration::from_secs(1)),
+                read_timeout: Some(Duration::from_secs(2)),
+                ..RawUpstream::default()
+            },
+            tokens: Some(RawTokens {
+                file: Some("tokens.yaml".into()),
+                ..RawTokens::default()
+            }),
+            admin: Some(RawAdmin {
+                socket: Some("admin.sock".into()),
+                ..RawAdmin::default()
+            }),
+            audit: Some(RawAudit {
+                file: Some("audit.jsonl".into()),
+            }),
+            metrics: Some(RawMetrics::default()),
+            policy: None,
+        };
         GateOpts {
-            upstream_url: upstream_url.into(),
-            extra: String::new(),
-            server_extra: String::new(),
-            upstream_extra: String::new(),
-            admin_extra: String::new(),
+            config,
             env: vec![],
         }
+    }
+
+    /// The `server:` section (always present in the harness's configs).
+    pub fn server(&mut self) -> &mut RawServer {
+        self.config.server.get_or_insert_with(RawServer::default)
     }
 }
 
@@ -124,31 +152,13 @@ impl GateProc {
         let port = free_port();
         let metrics_port = free_port();
         let config = dir.path().join("gate.yaml");
-        let server_extra = if opts.server_extra.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", opts.server_extra)
-        };
-        let upstream_extra = if opts.upstream_extra.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", opts.upstream_extra)
-        };
-        let admin_extra = if opts.admin_extra.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", opts.admin_extra)
-        };
-        let yaml = format!(
-            "server: {{ listen: 127.0.0.1:{port}, threads: 2, shutdown_grace: 3s, body_timeout: 3s{server_extra} }}\n\
-             base_path: /scim/v2\n\
-             upstream: {{ url: \"{}\", connect_timeout: 1s, read_timeout: 2s{upstream_extra} }}\n\
-             tokens: {{ file: tokens.yaml }}\n\
-             admin: {{ socket: admin.sock{admin_extra} }}\n\
-             audit: {{ file: audit.jsonl }}\n\
-             metrics: {{ listen: 127.0.0.1:{metrics_port} }}\n{}",
-            opts.upstream_url, opts.extra
-        );
+        let mut raw = opts.config.clone();
+        raw.server.get_or_insert_with(RawServer::default).listen =
+            Some(vec![format!("127.0.0.1:{port}")]);
+        raw.metrics = Some(RawMetrics {
+            listen: Some(format!("127.0.0.1:{metrics_port}")),
+        });
+        let yaml = serde_yaml::to_string(&raw).expect("a typed config serializes");
         std::fs::write(&config, yaml).expect("config");
         GateProc {
             child: None,
