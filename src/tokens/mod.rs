@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::metrics;
 pub use file::{Idp, Status, TokenFileError, TokenRecord};
 use secret::NewToken;
@@ -218,7 +218,7 @@ impl TokenStore {
         self.publish_metrics();
         log::info!("token file {} reloaded: {}", self.file.display(), changes);
         if let Some(audit) = &self.audit {
-            let mut ev = AuditEvent::new("tokens.reloaded");
+            let mut ev = AuditEvent::new(AuditKind::TokensReloaded);
             ev.changes = Some(changes);
             if let Err(e) = audit.append(&ev) {
                 log::error!("{e}");
@@ -300,7 +300,7 @@ impl TokenStore {
         &self,
         records: &mut Vec<TokenRecord>,
         change: Change,
-    ) -> Result<(Changed, &'static str), StoreError> {
+    ) -> Result<(Changed, AuditKind), StoreError> {
         let now = Utc::now();
         let find = |records: &Vec<TokenRecord>, id: &str| {
             records
@@ -344,7 +344,7 @@ impl TokenStore {
                         record: Some(record),
                         token: Some(token),
                     },
-                    "token.created",
+                    AuditKind::TokenCreated,
                 ))
             }
             Change::Refresh(id) => {
@@ -357,15 +357,15 @@ impl TokenStore {
                         record: Some(records[i].clone()),
                         token: Some(token),
                     },
-                    "token.refreshed",
+                    AuditKind::TokenRefreshed,
                 ))
             }
             Change::SetStatus(id, status) => {
                 let i = find(records, &id)?;
                 records[i].status = status;
                 let event = match status {
-                    Status::Active => "token.activated",
-                    Status::Inactive => "token.deactivated",
+                    Status::Active => AuditKind::TokenActivated,
+                    Status::Inactive => AuditKind::TokenDeactivated,
                 };
                 Ok((
                     Changed {
@@ -383,7 +383,7 @@ impl TokenStore {
                         record: Some(record),
                         token: None,
                     },
-                    "token.deleted",
+                    AuditKind::TokenDeleted,
                 ))
             }
         }
@@ -399,7 +399,7 @@ impl TokenStore {
                 any = true;
                 log::info!("token {id} ({tenant} / {}) expired", idp.as_str());
                 if let Some(audit) = &self.audit {
-                    let mut ev = AuditEvent::new("token.expired");
+                    let mut ev = AuditEvent::new(AuditKind::TokenExpired);
                     ev.token_id = Some(id.to_string());
                     ev.tenant = Some(tenant.to_string());
                     ev.idp = Some(idp.as_str().to_string());
