@@ -37,7 +37,11 @@ pub struct GateCtx {
     /// `scheme://host/base_path` as the IdP sees the gate, for rewriting upstream URLs.
     pub(super) public_prefix: String,
     pub(super) rewrite_response: bool,
+    /// The rewrite's carry: the end of the last chunk that may begin an upstream URL (see
+    /// `response.rs`); the whole body only for `/ServiceProviderConfig`.
     pub(super) response_buf: BytesMut,
+    /// Bytes of the rewritten response sent so far, for the padding at its end.
+    pub(super) response_sent: usize,
     /// The upstream's Content-Length, kept for a rewritten body that can only shrink.
     pub(super) pad_to: Option<usize>,
     pub(super) upstream_status: Option<u16>,

@@ -69,7 +69,11 @@ impl Gate {
         Ok(())
     }
 
-    /// Buffers a JSON response and replaces upstream URLs (`meta.location`, `$ref`) with public ones.
+    /// Replaces upstream URLs (`meta.location`, `$ref`) with public ones as the body streams
+    /// through: each chunk goes on at once, less the few bytes at its end that could begin a
+    /// URL split across two chunks (carried into the next). Memory held is bounded by the URL's
+    /// length, whatever the body's size. Only `/ServiceProviderConfig`, a small document whose
+    /// limits are rewritten as JSON, is read whole (up to [`SPC_LIMIT`]).
     pub(super) fn rewrite_response_body(
         &self,
         body: &mut Option<Bytes>,
@@ -79,25 +83,95 @@ impl Gate {
         if !ctx.rewrite_response {
             return;
         }
-        if let Some(chunk) = body.take() {
-            ctx.response_buf.extend_from_slice(&chunk);
+        let from = self.upstream.prefix.as_bytes();
+        // `response_sent` is still 0 while a configuration document is being read whole.
+        if ctx.route == Some(Route::ServiceProviderConfig) && ctx.response_sent == 0 {
+            if let Some(chunk) = body.take() {
+                ctx.response_buf.extend_from_slice(&chunk);
+            }
+            if end_of_stream {
+                let whole = std::mem::take(&mut ctx.response_buf).freeze();
+                let rewritten = replace_all(&whole, from, ctx.public_prefix.as_bytes());
+                *body = Some(advertise_limits(rewritten, self.max_body));
+                return;
+            }
+            if ctx.response_buf.len() <= SPC_LIMIT {
+                *body = Some(Bytes::new());
+                return;
+            }
+            // Too large to be a configuration document: stream it like any other body.
+            *body = Some(std::mem::take(&mut ctx.response_buf).freeze());
         }
+        let chunk = body.take().unwrap_or_default();
+        let mut out = rewrite_chunk(
+            &mut ctx.response_buf,
+            chunk,
+            from,
+            ctx.public_prefix.as_bytes(),
+            end_of_stream,
+        );
+        ctx.response_sent += out.len();
         if end_of_stream {
-            let whole = std::mem::take(&mut ctx.response_buf);
-            let rewritten = replace_all(
-                &whole,
-                self.upstream.prefix.as_bytes(),
-                ctx.public_prefix.as_bytes(),
-            );
-            *body = Some(if ctx.route == Some(Route::ServiceProviderConfig) {
-                advertise_limits(rewritten, self.max_body)
-            } else if let Some(n) = ctx.pad_to {
-                pad_to(whole.freeze(), rewritten, n)
-            } else {
-                rewritten
-            });
+            if let Some(n) = ctx.pad_to.filter(|n| *n > ctx.response_sent) {
+                // The rewrite only shortened the body: JSON whitespace (RFC 8259 §2) makes up the
+                // Content-Length already sent.
+                let mut padded = BytesMut::from(&out[..]);
+                padded.resize(padded.len() + (n - ctx.response_sent), b' ');
+                ctx.response_sent = n;
+                out = padded.freeze();
+            }
         }
+        *body = Some(out);
     }
+}
+
+/// The most of a `/ServiceProviderConfig` body read whole to rewrite its limits.
+const SPC_LIMIT: usize = 256 * 1024;
+
+/// Rewrites `carry + chunk`, returning what can go on now and leaving in `carry` the tail that
+/// could be the start of a `from` split across chunks (at most `from.len() - 1` bytes). At the
+/// end of the stream the carry goes out too. A chunk with no match and no carry is passed on
+/// without a copy.
+fn rewrite_chunk(
+    carry: &mut BytesMut,
+    chunk: Bytes,
+    from: &[u8],
+    to: &[u8],
+    end_of_stream: bool,
+) -> Bytes {
+    if from.is_empty() {
+        return chunk;
+    }
+    let keep = if end_of_stream { 0 } else { from.len() - 1 };
+    if carry.is_empty() && memchr::memmem::find(&chunk, from).is_none() {
+        let hold = partial_prefix_len(&chunk, from).min(keep);
+        carry.extend_from_slice(&chunk[chunk.len() - hold..]);
+        return chunk.slice(..chunk.len() - hold);
+    }
+    carry.extend_from_slice(&chunk);
+    let buf = std::mem::take(carry);
+    let mut out = BytesMut::with_capacity(buf.len() + to.len());
+    let mut last = 0;
+    for at in memchr::memmem::find_iter(&buf, from) {
+        out.extend_from_slice(&buf[last..at]);
+        out.extend_from_slice(to);
+        last = at + from.len();
+    }
+    let rest = &buf[last..];
+    let hold = partial_prefix_len(rest, from).min(keep);
+    out.extend_from_slice(&rest[..rest.len() - hold]);
+    carry.extend_from_slice(&rest[rest.len() - hold..]);
+    out.freeze()
+}
+
+/// The length of the longest end of `data` that is a proper prefix of `from`: the bytes that
+/// may continue into a match in the next chunk.
+fn partial_prefix_len(data: &[u8], from: &[u8]) -> usize {
+    let max = (from.len() - 1).min(data.len());
+    (1..=max)
+        .rev()
+        .find(|&k| data[data.len() - k..] == from[..k])
+        .unwrap_or(0)
 }
 
 /// `/ServiceProviderConfig` answered through the gate advertises the gate's own body limit
@@ -116,19 +190,6 @@ fn advertise_limits(body: Bytes, max_body: usize) -> Bytes {
     }
     bulk.insert("maxPayloadSize".into(), max_body.into());
     serde_json::to_vec(&v).map(Bytes::from).unwrap_or(body)
-}
-
-/// `rewritten` padded with trailing spaces (JSON whitespace, RFC 8259 §2) to `n` bytes, the
-/// Content-Length already sent. Should the upstream have sent other than `n` bytes, the
-/// original body is forwarded as it came, so the framing stays whatever the upstream made it.
-fn pad_to(original: Bytes, rewritten: Bytes, n: usize) -> Bytes {
-    if original.len() != n || rewritten.len() > n {
-        return original;
-    }
-    let mut out = BytesMut::with_capacity(n);
-    out.extend_from_slice(&rewritten);
-    out.resize(n, b' ');
-    out.freeze()
 }
 
 fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Bytes {
@@ -177,17 +238,43 @@ mod tests {
         assert_eq!(advertise_limits(none.clone(), 1024), none);
     }
 
+    /// Runs `body` through the streaming rewrite cut into chunks of `size` bytes.
+    fn stream(body: &[u8], size: usize, from: &[u8], to: &[u8]) -> Vec<u8> {
+        let mut carry = BytesMut::new();
+        let mut out = Vec::new();
+        let chunks: Vec<&[u8]> = body.chunks(size).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            let piece = rewrite_chunk(&mut carry, Bytes::copy_from_slice(c), from, to, last);
+            out.extend_from_slice(&piece);
+            assert!(
+                carry.len() < from.len(),
+                "the carry stays below the URL's length"
+            );
+        }
+        out
+    }
+
     #[test]
-    fn a_shrinking_rewrite_is_padded_to_the_sent_length() {
-        let up = Bytes::from_static(br#"{"l":"http://directory.internal:8080/v2/Users/1"}"#);
-        let re = replace_all(&up, b"http://directory.internal:8080/v2", b"https://g/scim");
-        let out = pad_to(up.clone(), re, up.len());
-        assert_eq!(out.len(), up.len());
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
-        assert_eq!(v["l"], "https://g/scim/Users/1");
-        assert_eq!(
-            pad_to(up.clone(), Bytes::from_static(b"{}"), up.len() + 1),
-            up
-        );
+    fn a_match_split_across_chunks_is_rewritten_at_every_cut() {
+        let from = b"http://up:8080/v2";
+        let to = b"https://gate/scim/v2";
+        let body = br#"{"a":"http://up:8080/v2/Users/1","b":["http://up:8080/v2/Groups/2"],"c":"http://up:8080/v"}"#;
+        let want = replace_all(body, from, to);
+        for size in 1..=body.len() {
+            assert_eq!(stream(body, size, from, to), &want[..], "chunks of {size}");
+        }
+        // A prefix of the URL at the very end of the body goes out as it is.
+        assert_eq!(stream(b"x http://up:80", 3, from, to), b"x http://up:80");
+    }
+
+    #[test]
+    fn a_chunk_without_a_match_passes_without_a_copy() {
+        let mut carry = BytesMut::new();
+        let chunk = Bytes::from_static(b"{\"plain\":true}");
+        let out = rewrite_chunk(&mut carry, chunk.clone(), b"http://up/v2", b"x", false);
+        assert_eq!(out.as_ptr(), chunk.as_ptr());
+        assert_eq!(out, chunk);
+        assert!(carry.is_empty());
     }
 }
