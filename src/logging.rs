@@ -1,11 +1,15 @@
 //! Process logging: `RUST_LOG` selects the level (default `info`), and no secret reaches a log
 //! line even at `trace`.
 
+mod scrub;
+
+use std::cell::RefCell;
+
+use log::Log as _;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
-
-use crate::tokens::secret;
 
 /// Installs the process logger: env_logger (`RUST_LOG`, default `info`) behind `NoSecrets`,
 /// writing through `BatchedStderr`.
@@ -92,21 +96,48 @@ pub fn flush() {
     }
 }
 
-/// Keeps secrets out of debug output (docs/operations.md#logging). At `debug`/`trace` Pingora dumps whole request
-/// headers (`pingora_proxy` "Request header: …", `proxy_h1` "Sending header to upstream …",
-/// the h1 client "Writing request header …"), which would print the IdP's bearer token and the
-/// upstream credential. A message from another crate that mentions an Authorization header or
-/// holds a gate token is replaced by a note; the gate's own messages never carry either.
+/// Keeps secrets out of every log line (docs/operations.md#logging). At `debug`/`trace` Pingora dumps
+/// whole request heads, and at `error` it names the request line with its query string; an
+/// IdP's credential can sit in any of those. Every message, from any crate and at any level, is
+/// formatted once and passed through [`scrub::scrub`] before env_logger writes it.
 struct NoSecrets(env_logger::Logger);
 
-const WITHHELD: &str = "[message withheld: it contained an Authorization header or a token]";
+/// Per-thread buffers for the formatted and the scrubbed message: the access log writes a line
+/// per request, and these keep it from allocating two strings each time.
+#[derive(Default)]
+struct Buffers {
+    raw: String,
+    clean: String,
+}
 
-fn may_hold_a_secret(record: &log::Record<'_>) -> bool {
-    if record.target().starts_with("scim_gate") || record.target() == "access" {
-        return false;
+/// A message longer than this gives its buffers back after use instead of keeping them.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+impl NoSecrets {
+    fn write_scrubbed(&self, record: &log::Record<'_>, bufs: &mut Buffers) {
+        bufs.raw.clear();
+        bufs.clean.clear();
+        // Formatting into a String only fails if a Display impl does; log what was written.
+        let _ = write!(bufs.raw, "{}", record.args());
+        scrub::scrub(&bufs.raw, &mut bufs.clean);
+        self.0.log(
+            &log::Record::builder()
+                .args(format_args!("{}", bufs.clean))
+                .level(record.level())
+                .target(record.target())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+        if bufs.raw.capacity() > KEEP_CAPACITY {
+            *bufs = Buffers::default();
+        }
     }
-    let text = record.args().to_string().to_ascii_lowercase();
-    text.contains("authorization") || text.contains(secret::PREFIX)
 }
 
 impl log::Log for NoSecrets {
@@ -118,19 +149,19 @@ impl log::Log for NoSecrets {
         if !self.0.enabled(record.metadata()) {
             return;
         }
-        if may_hold_a_secret(record) {
-            self.0.log(
-                &log::Record::builder()
-                    .args(format_args!("{WITHHELD}"))
-                    .level(record.level())
-                    .target(record.target())
-                    .module_path(record.module_path())
-                    .file(record.file())
-                    .line(record.line())
-                    .build(),
-            );
-        } else {
-            self.0.log(record);
+        // A Display impl that logs while being formatted finds the buffers borrowed; it gets
+        // fresh ones.
+        let done = BUFFERS
+            .try_with(|b| match b.try_borrow_mut() {
+                Ok(mut bufs) => {
+                    self.write_scrubbed(record, &mut bufs);
+                    true
+                }
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !done {
+            self.write_scrubbed(record, &mut Buffers::default());
         }
     }
 

@@ -83,7 +83,7 @@ pub enum TokenFileError {
     #[error("the file is empty; write `tokens: []` to remove every token")]
     Empty,
     #[error("not valid token YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(YamlProblem),
     #[error("token {id}: sha256 must be 64 hex digits")]
     BadHash { id: String },
     #[error("token id {0:?} appears twice")]
@@ -92,6 +92,10 @@ pub enum TokenFileError {
     DuplicateHash(String, String),
     #[error("token {id}: {reason}")]
     BadField { id: String, reason: String },
+    /// A record whose id itself is unusable: named by its place in the list, since the id may
+    /// be anything pasted into the file.
+    #[error("token number {number} in the list: {reason}")]
+    BadId { number: usize, reason: &'static str },
     #[error("tenant {tenant:?} holds {count} tokens for idp {idp}, more than max_per_idp {max}")]
     OverLimit {
         tenant: String,
@@ -99,6 +103,92 @@ pub enum TokenFileError {
         count: usize,
         max: usize,
     },
+}
+
+/// Where serde_yaml stopped, and a fixed description of why. serde's own message quotes the
+/// offending value, which may be a plaintext token pasted into the file by mistake; this keeps
+/// the line and column and a description that never holds text from the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlProblem {
+    /// 1-based line and column, when serde_yaml knows them.
+    pub at: Option<(usize, usize)>,
+    pub what: &'static str,
+}
+
+/// The field names of the file, the only text of a serde message that may be repeated.
+const FIELDS: [&str; 10] = [
+    "tokens",
+    "id",
+    "tenant",
+    "idp",
+    "status",
+    "sha256",
+    "domains",
+    "created_at",
+    "refreshed_at",
+    "expires_at",
+];
+
+impl YamlProblem {
+    fn of(e: &serde_yaml::Error) -> YamlProblem {
+        let msg = e.to_string();
+        let what = if msg.contains("unknown field") {
+            "unknown field (the fields are id, tenant, idp, status, sha256, domains, created_at, refreshed_at, expires_at)"
+        } else if msg.contains("unknown variant") {
+            "unknown variant (idp is one of entra, okta, google, onelogin, jumpcloud, other; status is active or inactive)"
+        } else if msg.contains("missing field") {
+            FIELDS
+                .iter()
+                .zip(MISSING)
+                .find(|(f, _)| msg.contains(&format!("missing field `{f}`")))
+                .map_or("a required field is missing", |(_, m)| m)
+        } else if msg.contains("duplicate field") {
+            "a field appears twice in one token"
+        } else if msg.contains("invalid type") {
+            "a value of the wrong type (a list or a mapping where a string belongs, or the reverse)"
+        } else if msg.contains("input contains invalid characters")
+            || msg.contains("premature end of input")
+            || msg.contains("input is out of range")
+            || msg.contains("trailing input")
+        {
+            "a date that is not RFC 3339 (like 2026-11-22T10:00:00Z)"
+        } else {
+            "YAML syntax error"
+        };
+        YamlProblem {
+            at: e.location().map(|l| (l.line(), l.column())),
+            what,
+        }
+    }
+}
+
+/// "missing field X" for each of [`FIELDS`], as static text.
+const MISSING: [&str; 10] = [
+    "missing field tokens",
+    "missing field id",
+    "missing field tenant",
+    "missing field idp",
+    "missing field status",
+    "missing field sha256",
+    "missing field domains",
+    "missing field created_at",
+    "missing field refreshed_at",
+    "missing field expires_at",
+];
+
+impl std::fmt::Display for YamlProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.at {
+            Some((line, column)) => write!(f, "line {line} column {column}: {}", self.what),
+            None => f.write_str(self.what),
+        }
+    }
+}
+
+impl From<serde_yaml::Error> for TokenFileError {
+    fn from(e: serde_yaml::Error) -> TokenFileError {
+        TokenFileError::Yaml(YamlProblem::of(&e))
+    }
 }
 
 /// Parses and validates the file's bytes. An empty file is an empty set.
@@ -155,19 +245,17 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
     let mut per_idp: FastMap<(&str, Idp), usize> = FastMap::default();
     ids.reserve(records.len());
     hashes.reserve(records.len());
-    for r in records {
+    for (number, r) in records.iter().enumerate() {
+        if let Err(reason) = check_id(&r.id) {
+            return Err(TokenFileError::BadId {
+                number: number + 1,
+                reason,
+            });
+        }
         let bad = |reason: &str| TokenFileError::BadField {
             id: r.id.clone(),
             reason: reason.to_string(),
         };
-        if r.id.is_empty()
-            || !r
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(bad("id must be non-empty letters, digits, '_' or '-'"));
-        }
         if let Err(e) = tenant::check(&r.tenant) {
             return Err(bad(&e.to_string()));
         }
@@ -199,6 +287,25 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
                 max: max_per_idp,
             });
         }
+    }
+    Ok(())
+}
+
+/// An id is public (lists, logs, audit): letters, digits, '_' or '-', and never something that
+/// starts like a plaintext token pasted into the wrong field.
+fn check_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err("id must be non-empty letters, digits, '_' or '-'");
+    }
+    if id
+        .get(..secret::PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(secret::PREFIX))
+    {
+        return Err("id looks like a scim-gate token; a secret is never an id");
     }
     Ok(())
 }

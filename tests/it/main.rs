@@ -12,6 +12,7 @@ mod cli;
 mod console;
 mod embed;
 mod lifecycle;
+mod reliability_logs;
 mod reliability_tenants;
 mod reload;
 mod robustness;

@@ -148,7 +148,7 @@ impl GateProc {
     }
 
     /// Writes `gate.yaml` (ports chosen here) and returns the not-yet-started process.
-    fn configure(dir: tempfile::TempDir, opts: &GateOpts) -> GateProc {
+    pub fn configure(dir: tempfile::TempDir, opts: &GateOpts) -> GateProc {
         let port = free_port();
         let metrics_port = free_port();
         let config = dir.path().join("gate.yaml");
