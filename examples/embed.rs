@@ -1,9 +1,10 @@
 //! Embedding the gate in your own Pingora proxy.
 //!
-//! This is an operator's proxy, not the `scim-gate` binary: its own `ProxyHttp`, its own
-//! per-request context, its own header on every response. The SCIM gate is one call in
-//! `request_filter`; the other hooks hand the gate what it needs to forward (upstream peer,
-//! rewritten request head, checked body, rewritten locations) exactly as `src/proxy.rs` does.
+//! This is an operator's proxy, not the `scim-gate` binary: its own per-request state, its own
+//! log lines, its own header on every response. It does not wire the gate's hooks itself: it
+//! implements the small [`Embedder`] trait, and [`GatedProxy`] runs every gate step (token,
+//! route, body checks on every body path, upstream credentials and identity headers, response
+//! rewriting, SCIM errors) in every Pingora hook around it. There is no way to forget one.
 //!
 //! ```text
 //! cargo run --example embed -- --config config/scim-gate.yaml
@@ -12,129 +13,89 @@
 //! The config is an ordinary scim-gate config; this example uses its `server.listen`,
 //! `base_path`, `upstream`, `tokens` and `policy` sections (no admin socket and no metrics
 //! listener here: an embedding proxy has its own).
+//!
+//! Its own routing: with `EMBED_UPSTREAM=HOST:PORT` set, every admitted request goes to that
+//! address instead of the configured upstream (an operator sending tenants to their own
+//! directory would decide per `gate.tenant()`). The gate still checks everything first and
+//! still writes the upstream request's path, `Host`, credential and identity headers last.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::upstreams::peer::HttpPeer;
-use pingora::Error;
-use scim_gate::{Decision, Gate, GateCtx};
+use scim_gate::{Embedder, Gate, GateCtx, GatedProxy};
 
-/// The operator's proxy.
+/// The operator's additions: a routing choice and a response header.
 struct MyProxy {
-    gate: Arc<Gate>,
+    /// Where admitted requests go instead of the configured upstream, if set.
+    route_to: Option<std::net::SocketAddr>,
 }
 
-/// The operator's per-request state; the gate's lives inside it.
+/// The operator's per-request state (the gate keeps its own beside it).
 #[derive(Default)]
 struct MyCtx {
-    gate: GateCtx,
-    /// Something of the operator's own: which tenant this request was for, for their logs.
+    /// Which tenant this request was for, for the operator's logs.
     tenant: Option<String>,
 }
 
-#[async_trait]
-impl ProxyHttp for MyProxy {
-    type CTX = MyCtx;
+impl Embedder for MyProxy {
+    type Ctx = MyCtx;
 
     fn new_ctx(&self) -> MyCtx {
         MyCtx::default()
     }
 
-    async fn request_filter(
+    /// Called only once the gate has admitted the request.
+    async fn admitted(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
+        gate: &GateCtx,
         ctx: &mut MyCtx,
-    ) -> pingora::Result<bool> {
-        // The one call: route, authenticate, check the body.
-        match self.gate.request_filter(session, &mut ctx.gate).await? {
-            Decision::Forward => {
-                ctx.tenant = ctx.gate.tenant().map(str::to_string);
-                log::info!(
-                    "embed: forwarding for tenant {} (token {})",
-                    ctx.gate.tenant().unwrap_or("-"),
-                    ctx.gate.token_id().unwrap_or("-")
-                );
-                Ok(false)
-            }
-            // The gate already wrote its SCIM error response.
-            Decision::Responded => Ok(true),
-        }
+    ) -> pingora::Result<()> {
+        ctx.tenant = gate.tenant().map(str::to_string);
+        log::info!(
+            "embed: forwarding for tenant {} (token {})",
+            gate.tenant().unwrap_or("-"),
+            gate.token_id().unwrap_or("-")
+        );
+        Ok(())
     }
 
+    /// The operator's own routing: its peer replaces the gate's configured one.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        ctx: &mut MyCtx,
+        _gate: &GateCtx,
+        peer: Box<HttpPeer>,
+        _ctx: &mut MyCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        Ok(self.gate.upstream_peer(&ctx.gate))
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        _session: &mut Session,
-        upstream_request: &mut RequestHeader,
-        ctx: &mut MyCtx,
-    ) -> pingora::Result<()> {
-        self.gate
-            .upstream_request_filter(upstream_request, &ctx.gate)
-    }
-
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut MyCtx,
-    ) -> pingora::Result<()> {
-        self.gate
-            .request_body_filter(body, end_of_stream, &mut ctx.gate)
-            .await
+        Ok(match &self.route_to {
+            Some(addr) => Box::new(HttpPeer::new(*addr, false, String::new())),
+            None => peer,
+        })
     }
 
     async fn response_filter(
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        ctx: &mut MyCtx,
+        _ctx: &mut MyCtx,
     ) -> pingora::Result<()> {
-        self.gate
-            .response_filter(upstream_response, &mut ctx.gate)?;
-        // The operator's own addition.
         upstream_response.insert_header("X-Embedded-By", "example")?;
         Ok(())
     }
 
-    fn response_body_filter(
+    async fn logging(
         &self,
         _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
+        _e: Option<&pingora::Error>,
+        _gate: &GateCtx,
         ctx: &mut MyCtx,
-    ) -> pingora::Result<Option<Duration>> {
-        self.gate
-            .response_body_filter(body, end_of_stream, &mut ctx.gate);
-        Ok(None)
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut MyCtx,
-    ) -> FailToProxy {
-        self.gate.fail_to_proxy(session, e, &mut ctx.gate).await
-    }
-
-    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut MyCtx) {
-        self.gate.logging(session, &mut ctx.gate);
+    ) {
         if let Some(tenant) = &ctx.tenant {
             log::debug!("embed: done with a request for {tenant}");
         }
@@ -189,6 +150,16 @@ fn main() -> std::process::ExitCode {
         }
     };
 
+    // Checked once at start: a bad address is an error now, not a failure per request.
+    let route_to = match std::env::var("EMBED_UPSTREAM").ok().map(|a| a.parse()) {
+        None => None,
+        Some(Ok(addr)) => Some(addr),
+        Some(Err(e)) => {
+            eprintln!("embed: EMBED_UPSTREAM: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+
     let run_dir = path.parent().map(PathBuf::from).unwrap_or_default();
     let conf = ServerConf {
         threads: cfg.server.threads,
@@ -209,7 +180,7 @@ fn main() -> std::process::ExitCode {
     server.bootstrap();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        MyProxy { gate },
+        GatedProxy::new(gate, MyProxy { route_to }),
         "embed proxy",
     );
     for addr in &cfg.server.listen {

@@ -36,7 +36,8 @@ pub mod tokens;
 pub mod upstream;
 
 pub use config::Config;
-pub use gate::{Decision, Gate, GateCtx};
+pub use gate::{Gate, GateCtx};
+pub use proxy::{DefaultEmbedder, Embedder, GateProxy, GatedCtx, GatedProxy};
 
 /// Why the gate could not start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]

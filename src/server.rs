@@ -18,7 +18,7 @@ use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::gate::Gate;
 use crate::metrics::{self, MetricsApp};
-use crate::proxy::GateProxy;
+use crate::proxy::{DefaultEmbedder, GateProxy};
 use crate::tokens::{watch, TokenStore};
 use crate::StartError;
 
@@ -88,7 +88,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        GateProxy { gate: gate.clone() },
+        GateProxy::new(gate.clone(), DefaultEmbedder),
         "scim-gate proxy",
     );
     for addr in &cfg.server.listen {

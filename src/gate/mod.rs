@@ -50,7 +50,7 @@ use guard::GuardChain;
 
 /// What `request_filter` decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Forward to the upstream; the token's tenant and id are in the ctx.
     Forward,
     /// The gate already wrote the response (an error); stop.
@@ -108,7 +108,7 @@ impl Gate {
 
     /// `request_filter`: guards, authentication, route and (for writes) the body checks. On
     /// `Responded` the error response is already written.
-    pub async fn request_filter(
+    pub(crate) async fn request_filter(
         &self,
         session: &mut Session,
         ctx: &mut GateCtx,
@@ -187,16 +187,14 @@ impl Gate {
         format!("{scheme}://{host}{}", self.base_path)
     }
 
-    /// `upstream_peer`: the configured upstream. On the stream path the upstream's read timeout
-    /// starts while the IdP is still sending, so it gets `body_timeout` of extra room.
-    pub fn upstream_peer(&self, ctx: &GateCtx) -> Box<HttpPeer> {
-        let mut peer = self.upstream.peer();
-        self.fit_peer(&mut peer, ctx);
-        peer
+    /// `upstream_peer`, first half: the configured upstream.
+    pub(crate) fn configured_peer(&self) -> Box<HttpPeer> {
+        self.upstream.peer()
     }
 
-    /// Applies the gate's per-request peer options to a peer (the gate's own or an
-    /// embedder's choice).
+    /// `upstream_peer`, second half, on the gate's peer or an embedder's choice. On the stream
+    /// path the upstream's read timeout starts while the IdP is still sending, so it gets
+    /// `body_timeout` of extra room.
     pub(crate) fn fit_peer(&self, peer: &mut HttpPeer, ctx: &GateCtx) {
         if matches!(ctx.body, BodyMode::Stream(_)) {
             peer.options.read_timeout = Some(self.read_timeout + self.body_timeout);
@@ -205,7 +203,7 @@ impl Gate {
 
     /// `upstream_request_filter`: maps the path onto the upstream, replaces credentials and
     /// identity headers, and sets the exact `Content-Length` of a checked body.
-    pub fn upstream_request_filter(
+    pub(crate) fn upstream_request_filter(
         &self,
         req: &mut RequestHeader,
         ctx: &GateCtx,
@@ -238,7 +236,7 @@ impl Gate {
 
     /// `request_body_filter`: substitutes the checked body (replay path) or withholds and then
     /// checks it (stream path).
-    pub async fn request_body_filter(
+    pub(crate) async fn request_body_filter(
         &self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
@@ -248,7 +246,7 @@ impl Gate {
     }
 
     /// `response_filter`: rewrites `Location` and prepares the body rewrite.
-    pub fn response_filter(
+    pub(crate) fn response_filter(
         &self,
         resp: &mut ResponseHeader,
         ctx: &mut GateCtx,
@@ -257,7 +255,7 @@ impl Gate {
     }
 
     /// `response_body_filter`: replaces upstream URLs in a JSON body with public ones.
-    pub fn response_body_filter(
+    pub(crate) fn response_body_filter(
         &self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
@@ -267,7 +265,7 @@ impl Gate {
     }
 
     /// `fail_to_proxy`: writes the SCIM error for a failure after `request_filter`.
-    pub async fn fail_to_proxy(
+    pub(crate) async fn fail_to_proxy(
         &self,
         session: &mut Session,
         e: &Error,
@@ -278,7 +276,7 @@ impl Gate {
 
     /// `logging`: metrics and the access-log line. The line never holds the token or a query
     /// value (filters carry user names): only ids, the route label, statuses and the duration.
-    pub fn logging(&self, session: &Session, ctx: &mut GateCtx) {
+    pub(crate) fn logging(&self, session: &Session, ctx: &mut GateCtx) {
         if ctx.counted {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             ctx.counted = false;

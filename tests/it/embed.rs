@@ -141,3 +141,87 @@ fn the_embedded_gate_reports_upstream_failures_as_scim_errors() {
     let r = proxy.call("GET", "/scim/v2/Users", Some(&t.plaintext), None);
     assert_scim_error(&r, 502, None);
 }
+
+/// The embedder of `examples/embed.rs` adds only its own routing (`EMBED_UPSTREAM` replaces the
+/// configured upstream, which here is a dead port). It cannot bypass a check: a chunked body
+/// over the limit and a PATCH the policy refuses are answered by the gate and never reach its
+/// directory; what does reach it carries the gate's identity headers, not the IdP's token nor a
+/// client-supplied `X-Scim-Tenant` in any spelling.
+#[test]
+fn an_embedder_with_its_own_routing_cannot_bypass_a_check() {
+    let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let t = TestToken::new("tok_route");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("tokens.yaml"),
+        crate::harness::token_file(&[&t]),
+    )
+    .expect("tokens");
+    let mut opts = GateOpts::new("http://127.0.0.1:9/v2");
+    let addr = up.base_url();
+    let hostport = addr
+        .trim_start_matches("http://")
+        .trim_end_matches("/v2")
+        .to_string();
+    opts.env = vec![("EMBED_UPSTREAM".into(), hostport)];
+    let proxy = GateProc::start_program(embed_binary(), dir, opts);
+    let auth = format!("Authorization: Bearer {}", t.plaintext);
+
+    // Routed by the embedder: the configured upstream (port 9) is dead, the directory answers.
+    let r = proxy.raw_request(
+        "GET",
+        "/scim/v2/Users",
+        &[
+            auth.as_bytes(),
+            b"X-Scim-Tenant: victim",
+            b"x_scim_tenant: victim",
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.dir.received();
+    assert_eq!(seen.len(), 1);
+    let tenants: Vec<&str> = seen[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k.to_ascii_lowercase().replace('_', "-") == "x-scim-tenant")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(tenants, ["acme"], "only the gate's tenant header arrives");
+    assert!(
+        seen[0]
+            .headers
+            .iter()
+            .all(|(_, v)| !v.contains(&t.plaintext)),
+        "the IdP's token reached the directory"
+    );
+
+    // A chunked body over the 1 MiB limit: 413 from the gate, nothing forwarded.
+    up.dir.clear_received();
+    let mut req = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n\
+         Content-Type: application/scim+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b' '; 256 * 1024];
+    for _ in 0..5 {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(&chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let r = crate::harness::send(proxy.addr(), &req);
+    assert_scim_error(&r, 413, None);
+
+    // A PATCH the policy refuses (userName is immutable): 400 from the gate.
+    let r = proxy.call(
+        "PATCH",
+        "/scim/v2/Users/1",
+        Some(&t.plaintext),
+        Some(r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"x"}]}"#),
+    );
+    assert_scim_error(&r, 400, Some("mutability"));
+    assert!(
+        up.dir.received().is_empty(),
+        "a refused request reached the directory"
+    );
+}
