@@ -38,18 +38,4 @@ pub mod upstream;
 pub use config::Config;
 pub use gate::{Gate, GateCtx};
 pub use proxy::{DefaultEmbedder, Embedder, GateProxy, GatedCtx, GatedProxy};
-
-/// Why the gate could not start. Each names what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error("token file: {0}")]
-    Tokens(#[from] tokens::TokenFileError),
-    #[error(transparent)]
-    Audit(#[from] audit::AuditError),
-    #[error(transparent)]
-    Upstream(#[from] upstream::UpstreamError),
-    #[error("cannot listen on {0}")]
-    Listen(String),
-}
+pub use server::StartError;

@@ -20,7 +20,26 @@ use crate::gate::Gate;
 use crate::metrics::{self, MetricsApp};
 use crate::proxy::{DefaultEmbedder, GateProxy};
 use crate::tokens::{watch, TokenStore};
-use crate::StartError;
+
+/// Why the gate could not start. Each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The token file cannot be read or is invalid.
+    #[error("token file: {0}")]
+    Tokens(#[from] crate::tokens::TokenFileError),
+    /// The audit log cannot be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The upstream URL cannot be resolved into a peer.
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    /// A listener cannot be opened (address in use, bad TLS files).
+    #[error("cannot listen on {0}")]
+    Listen(String),
+}
 
 /// Process-level switches of `scim-gate run`.
 #[derive(Debug, Clone, Copy, Default)]
