@@ -8,16 +8,5 @@
 #      docs/console.png), E2E_KEEP=1 (keep the temp dir with configs and logs).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="$("$ROOT/scripts/ensure-deps.sh" | tail -n 1)"
-cd "$ROOT"
-export PYTHONDONTWRITEBYTECODE=1
-if [ -z "${SCIM_GATE_BIN:-}" ]; then
-    cargo build --quiet --bin scim-gate
-    SCIM_GATE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/scim-gate"
-fi
-export SCIM_GATE_BIN
-set +e
-timeout --kill-after=30 300 "$PY" -m pytest -s -v -p no:cacheprovider "$ROOT/tests/e2e/test_console.py" "$@"
-status=$?
-set -e
-exit "$status"
+# The same runner as the end-to-end tests, on the console's test file.
+E2E_SUITE=test_console.py E2E_TIMEOUT=300 exec "$ROOT/scripts/test-e2e.sh" "$@"

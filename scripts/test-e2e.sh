@@ -3,7 +3,9 @@
 # checked with the real conformance suite (scim2-tester). See tests/e2e/run_e2e.py.
 #   scripts/test-e2e.sh [pytest args…]        e.g. -k wrong_token
 # Env: SCIM_GATE_BIN (default target/debug/scim-gate; this script does not build it),
-#      E2E_KEEP=1 keeps the temp dir with configs and logs, E2E_TEST_TIMEOUT (s, per test).
+#      E2E_KEEP=1 keeps the temp dir with configs and logs, E2E_TEST_TIMEOUT (s, per test),
+#      E2E_SUITE (default run_e2e.py: the file under tests/e2e/ to run; scripts/test-console.sh
+#      runs test_console.py), E2E_TIMEOUT (s, the whole run; default 1200).
 # Exit status: the tests' status.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,7 +20,8 @@ if [ -z "${SCIM_GATE_BIN:-}" ]; then
 fi
 export SCIM_GATE_BIN
 set +e
-timeout --kill-after=30 1200 "$PY" -m pytest -s -v -p no:cacheprovider "$ROOT/tests/e2e/run_e2e.py" "$@"
+timeout --kill-after=30 "${E2E_TIMEOUT:-1200}" "$PY" -m pytest -s -v -p no:cacheprovider \
+    "$ROOT/tests/e2e/${E2E_SUITE:-run_e2e.py}" "$@"
 status=$?
 set -e
 exit "$status"
