@@ -136,7 +136,11 @@ fn the_sign_in_key_works_once_and_opens_a_strict_http_only_session() {
     let second = console.sign_in();
     assert_eq!(second.status, 403);
     assert!(second.header("set-cookie").is_none());
-    assert!(second.text().contains("already been used"), "{}", second.text());
+    assert!(
+        second.text().contains("already been used"),
+        "{}",
+        second.text()
+    );
 }
 
 #[test]
@@ -163,7 +167,11 @@ fn a_change_needs_the_session_the_csrf_token_and_the_own_origin() {
     let wrong_csrf = console.request(
         "POST",
         "/api/admin/tokens",
-        &[("Cookie", &cookie), ("X-CSRF-Token", "0000"), ("Origin", &origin)],
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", "0000"),
+            ("Origin", &origin),
+        ],
         CREATE,
     );
     assert_eq!(wrong_csrf.status, 403);
@@ -183,11 +191,18 @@ fn a_change_needs_the_session_the_csrf_token_and_the_own_origin() {
     let created = console.request(
         "POST",
         "/api/admin/tokens",
-        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf), ("Origin", &origin)],
+        &[
+            ("Cookie", &cookie),
+            ("X-CSRF-Token", &csrf),
+            ("Origin", &origin),
+        ],
         CREATE,
     );
     assert_eq!(created.status, 201, "{}", created.text());
-    let secret = created.json()["token"].as_str().expect("secret").to_string();
+    let secret = created.json()["token"]
+        .as_str()
+        .expect("secret")
+        .to_string();
     assert!(secret.starts_with("scimgate_"));
     assert_eq!(token_count(&gate), 1);
     // The secret works against the gate, and no later console answer repeats it.
@@ -280,7 +295,13 @@ fn every_answer_carries_the_csp_and_no_store() {
 fn only_loopback_addresses_are_accepted() {
     for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:8000", "localhost:0"] {
         let out = Command::new(BIN)
-            .args(["console", "--socket", "/nonexistent.sock", "--listen", listen])
+            .args([
+                "console",
+                "--socket",
+                "/nonexistent.sock",
+                "--listen",
+                listen,
+            ])
             .output()
             .expect("run");
         assert_eq!(out.status.code(), Some(2), "{listen}");

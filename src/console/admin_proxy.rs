@@ -80,24 +80,20 @@ pub fn admin_call(
     body: &[u8],
 ) -> Result<AdminCall, ProxyReply> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let call = |method, path: String, body| {
-        Ok(AdminCall {
-            method,
-            path,
-            body,
-        })
-    };
+    let call = |method, path: String, body| Ok(AdminCall { method, path, body });
     let id = |raw: &str| id_segment(raw).ok_or_else(|| refuse(400, "not a valid id"));
     match (method, segs.as_slice()) {
         ("GET", ["tokens"]) => call("GET", "/tokens".into(), None),
         ("POST", ["tokens"]) => call("POST", "/tokens".into(), Some(json_object(body)?)),
-        ("POST", ["tokens", raw, action @ ("refresh" | "activate" | "deactivate")]) => call(
-            "POST",
-            format!("/tokens/{}/{action}", id(raw)?),
+        ("POST", ["tokens", raw, action @ ("refresh" | "activate" | "deactivate")]) => {
+            call("POST", format!("/tokens/{}/{action}", id(raw)?), None)
+        }
+        ("DELETE", ["tokens", raw]) => call("DELETE", format!("/tokens/{}", id(raw)?), None),
+        ("GET", ["audit"]) => call(
+            "GET",
+            format!("/audit{}", query_of(query, &["since"])?),
             None,
         ),
-        ("DELETE", ["tokens", raw]) => call("DELETE", format!("/tokens/{}", id(raw)?), None),
-        ("GET", ["audit"]) => call("GET", format!("/audit{}", query_of(query, &["since"])?), None),
         ("GET", ["decisions"]) => call(
             "GET",
             format!(
@@ -182,7 +178,17 @@ mod tests {
     fn queries_and_bodies_are_checked() {
         assert!(admin_call("GET", "/audit", Some("since=x&evil=1"), b"").is_err());
         assert_eq!(ok("GET", "/audit", Some("since=")).path, "/audit");
-        assert_eq!(admin_call("POST", "/tokens", None, b"[]").err().map(|r| r.status), Some(400));
-        assert_eq!(admin_call("POST", "/tokens", None, b"{").err().map(|r| r.status), Some(400));
+        assert_eq!(
+            admin_call("POST", "/tokens", None, b"[]")
+                .err()
+                .map(|r| r.status),
+            Some(400)
+        );
+        assert_eq!(
+            admin_call("POST", "/tokens", None, b"{")
+                .err()
+                .map(|r| r.status),
+            Some(400)
+        );
     }
 }

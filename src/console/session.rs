@@ -24,7 +24,9 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(8 * 3600);
 /// Why a sign-in was refused; the messages are shown to the admin as they are.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SignInError {
-    #[error("this sign-in link has already been used; run `scim-gate console` again for a new one")]
+    #[error(
+        "this sign-in link has already been used; run `scim-gate console` again for a new one"
+    )]
     Spent,
     #[error("this is not the sign-in key that `scim-gate console` printed")]
     WrongKey,

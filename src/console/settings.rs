@@ -144,7 +144,9 @@ mod tests {
         );
         assert!(checked_url("ftp://x").is_err());
         assert_eq!(
-            checked_url("https://gate.example.com/scim/v2/").ok().as_deref(),
+            checked_url("https://gate.example.com/scim/v2/")
+                .ok()
+                .as_deref(),
             Some("https://gate.example.com/scim/v2")
         );
     }
