@@ -57,6 +57,7 @@
   // The admin socket's answers, put in words an admin can act on.
   function explain(status, said) {
     switch (status) {
+      case 400: return `The gate refused the request: ${said}`;
       case 401: return `Not signed in: ${said}`;
       case 403: return `Refused: ${said}`;
       case 404: return `Not found: ${said}`;
