@@ -6,34 +6,35 @@
 //! operator's attribute-update policy, and (3) forwards what passes. Admins manage tokens over a
 //! local Unix socket. The reference is `docs/` (docs/README.md); the README says how to run it.
 //!
-//! The binary is a thin shell over this library: [`server::build`] assembles exactly what an
-//! operator could assemble themselves, and [`gate::Gate`] is the piece an existing Pingora proxy
-//! embeds (see `examples/embed.rs`).
-//!
-//! Modules, one concern each: [`config`], [`tokens`], [`auth`], [`routes`], [`scim`] (schema,
-//! paths, policy, dialects), [`gate`] and [`proxy`] (the request path), [`upstream`], [`admin`]
-//! and [`client`] (the socket and its CLI client), [`audit`], [`metrics`], and [`server`]. The
-//! in-memory directory behind `scim-gate demo` and the tests is its own crate, `scim-demo`
-//! (`crates/scim-demo`), and not part of this library's API.
+//! The public API is what an embedder and the binary use: [`GatedProxy`] (the `ProxyHttp` that
+//! runs every gate step around an operator's [`Embedder`]), [`Gate`] and [`GateCtx`], the
+//! configuration ([`config`], [`Config`]), the token store ([`tokens`]), the SCIM checks
+//! ([`scim`], a pure two-phase API) and the command line ([`cli`], which `main.rs` calls). The
+//! rest — authentication, routes, the request path by phase, the upstream, the admin socket and
+//! its client, audit, metrics, logging, the console and the server assembly — is internal, one
+//! module per concern (README: "Where things live"). The in-memory directory behind
+//! `scim-gate demo` and the tests is its own crate, `scim-demo` (`crates/scim-demo`).
 
-pub mod admin;
-pub mod audit;
-pub mod auth;
+#![warn(missing_docs)]
+
+mod admin;
+mod audit;
+mod auth;
 pub mod cli;
-pub mod client;
+mod client;
 pub mod config;
-pub mod console;
+mod console;
 mod demo_cmd;
-pub mod error;
-pub mod gate;
-pub mod logging;
-pub mod metrics;
-pub mod proxy;
-pub mod routes;
+mod error;
+mod gate;
+mod logging;
+mod metrics;
+mod proxy;
+mod routes;
 pub mod scim;
-pub mod server;
+mod server;
 pub mod tokens;
-pub mod upstream;
+mod upstream;
 
 pub use config::Config;
 pub use gate::{Gate, GateCtx};

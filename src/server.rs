@@ -51,7 +51,6 @@ pub struct RunOptions {
 /// Everything a running gate holds, for callers (the `demo` command) that need the store.
 pub struct Built {
     pub server: Server,
-    pub gate: Arc<Gate>,
     pub tokens: Arc<TokenStore>,
 }
 
@@ -158,11 +157,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
             grace: cfg.server.shutdown_grace,
         },
     ));
-    Ok(Built {
-        server,
-        gate,
-        tokens,
-    })
+    Ok(Built { server, tokens })
 }
 
 struct TokenWatch(Arc<TokenStore>);

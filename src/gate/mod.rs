@@ -34,7 +34,6 @@ mod guard;
 mod response;
 
 pub use ctx::GateCtx;
-pub use current::{Caller, CurrentResources};
 pub use guard::{GuardInput, RequestGuard};
 
 use crate::auth;

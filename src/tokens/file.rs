@@ -10,16 +10,24 @@ use super::{secret, tenant, FastMap, FastSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// The identity provider a token belongs to (docs/token-file.md).
 pub enum Idp {
+    /// Microsoft Entra ID.
     Entra,
+    /// Okta.
     Okta,
+    /// Google Workspace.
     Google,
+    /// OneLogin.
     Onelogin,
+    /// JumpCloud.
     Jumpcloud,
+    /// Any other SCIM client.
     Other,
 }
 
 impl Idp {
+    /// The name used in the file, the admin API and metrics.
     pub fn as_str(&self) -> &'static str {
         match self {
             Idp::Entra => "entra",
@@ -31,6 +39,7 @@ impl Idp {
         }
     }
 
+    /// The IdP named `s` (as written in the file), if any.
     pub fn parse(s: &str) -> Option<Idp> {
         Some(match s {
             "entra" => Idp::Entra,
@@ -46,8 +55,11 @@ impl Idp {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+/// Whether a token is accepted.
 pub enum Status {
+    /// Accepted.
     Active,
+    /// Refused with 401 until activated again.
     Inactive,
 }
 
@@ -55,17 +67,26 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRecord {
+    /// Public id (`tok_…`): named in lists, logs and the audit trail.
     pub id: String,
+    /// The tenant it provisions, sent upstream as `X-Scim-Tenant`.
     pub tenant: String,
+    /// The IdP that holds it.
     pub idp: Idp,
+    /// Active or inactive.
     pub status: Status,
+    /// SHA-256 of the plaintext, 64 lower-case hex digits: the only trace of the secret.
     pub sha256: String,
     #[serde(default)]
+    /// E-mail domains it may write (empty: any).
     pub domains: Vec<String>,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
     #[serde(default)]
+    /// When its secret was last replaced.
     pub refreshed_at: Option<DateTime<Utc>>,
     #[serde(default)]
+    /// When it stops working, if ever.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -77,30 +98,56 @@ struct TokenFile {
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why a token file (or a change to it) is refused; never quotes a secret (docs/token-file.md).
 pub enum TokenFileError {
     #[error("{0}: {1}")]
+    /// The file cannot be read or written.
     Io(String, std::io::Error),
     #[error("the file is empty; write `tokens: []` to remove every token")]
+    /// An empty file while tokens are loaded: refused so a truncated write never removes every token.
     Empty,
     #[error("not valid token YAML: {0}")]
+    /// Not valid token YAML; line, column and a fixed description.
     Yaml(YamlProblem),
     #[error("token {id}: sha256 must be 64 hex digits")]
-    BadHash { id: String },
+    /// A `sha256` that is not 64 hex digits.
+    BadHash {
+        /// The token's id.
+        id: String,
+    },
     #[error("token id {0:?} appears twice")]
+    /// Two tokens share an id.
     DuplicateId(String),
     #[error("tokens {0} and {1} have the same sha256")]
+    /// Two tokens share a hash.
     DuplicateHash(String, String),
     #[error("token {id}: {reason}")]
-    BadField { id: String, reason: String },
+    /// A field of a token is invalid.
+    BadField {
+        /// The token's id.
+        id: String,
+        /// What is wrong with which field.
+        reason: String,
+    },
     /// A record whose id itself is unusable: named by its place in the list, since the id may
     /// be anything pasted into the file.
     #[error("token number {number} in the list: {reason}")]
-    BadId { number: usize, reason: &'static str },
+    BadId {
+        /// 1-based place in the list.
+        number: usize,
+        /// What is wrong with the id.
+        reason: &'static str,
+    },
     #[error("tenant {tenant:?} holds {count} tokens for idp {idp}, more than max_per_idp {max}")]
+    /// More tokens for a (tenant, idp) than `tokens.max_per_idp`.
     OverLimit {
+        /// The tenant.
         tenant: String,
+        /// The IdP.
         idp: &'static str,
+        /// Tokens found.
         count: usize,
+        /// The configured maximum.
         max: usize,
     },
 }
@@ -112,6 +159,7 @@ pub enum TokenFileError {
 pub struct YamlProblem {
     /// 1-based line and column, when serde_yaml knows them.
     pub at: Option<(usize, usize)>,
+    /// What is wrong, in words that never quote the file.
     pub what: &'static str,
 }
 

@@ -28,20 +28,28 @@ pub use set::{Lookup, TokenInfo, TokenSet};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("token {0} not found")]
+    /// No token has this id.
     NotFound(String),
     #[error(
         "tenant {tenant:?} already holds {max} tokens for idp {idp}: delete or refresh one instead"
     )]
+    /// The (tenant, idp) already holds `max_per_idp` tokens.
     TooMany {
+        /// The tenant.
         tenant: String,
+        /// The IdP.
         idp: String,
+        /// The configured `tokens.max_per_idp`.
         max: usize,
     },
     #[error("{0}")]
+    /// The change itself is invalid (a bad tenant, domain or expiry); the text says why.
     BadRequest(String),
     #[error("the token file has an invalid edit, fix it before changing tokens: {0}")]
+    /// The token file on disk is invalid: changes wait until an operator fixes it.
     FileInvalid(TokenFileError),
     #[error("cannot persist the change: {0}")]
+    /// The new state could not be written; memory and file still agree on the old one.
     Persist(String),
 }
 
@@ -89,20 +97,30 @@ pub struct TokenStore {
 
 /// An admin change, applied to a copy of the records under the writer lock.
 pub enum Change {
+    /// A new token for a (tenant, idp).
     Create {
+        /// The tenant it provisions.
         tenant: String,
+        /// The IdP that will hold it.
         idp: Idp,
+        /// E-mail domains it may write (empty: any).
         domains: Vec<String>,
+        /// When it stops working, if ever.
         expires_at: Option<DateTime<Utc>>,
     },
+    /// A new secret for this id; the previous one stops working at once.
     Refresh(String),
+    /// Activate or deactivate this id.
     SetStatus(String, Status),
+    /// Remove this id.
     Delete(String),
 }
 
 /// The result of a change: the affected record and, for create/refresh, the one-time secret.
 pub struct Changed {
+    /// The record after the change (absent for none).
     pub record: Option<TokenRecord>,
+    /// The new plaintext, for a create or a refresh: shown once, never stored.
     pub token: Option<NewToken>,
 }
 
@@ -174,6 +192,7 @@ impl TokenStore {
         self.current.load_full()
     }
 
+    /// The token file this store reads and writes.
     pub fn file(&self) -> &Path {
         &self.file
     }

@@ -9,6 +9,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// Every gate token starts with this, so scanners and the log scrubber recognise one.
 pub const PREFIX: &str = "scimgate_";
 const BODY_LEN: usize = 43;
 const CHECK_LEN: usize = 6;
@@ -23,6 +24,7 @@ pub struct NewToken {
 }
 
 impl NewToken {
+    /// A fresh token from 32 random bytes of the OS generator.
     pub fn generate() -> NewToken {
         let mut raw = [0u8; 32];
         OsRng.fill_bytes(&mut raw);
@@ -40,6 +42,7 @@ impl NewToken {
         &self.plaintext
     }
 
+    /// The SHA-256 the token file stores for this token.
     pub fn sha256(&self) -> [u8; 32] {
         sha256(self.plaintext.as_bytes())
     }
@@ -51,10 +54,12 @@ impl std::fmt::Debug for NewToken {
     }
 }
 
+/// SHA-256 of `data`.
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// Lower-case hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);

@@ -49,9 +49,13 @@ pub struct TokenSet {
 /// say which (docs/operations.md#authentication) — naming the state, never the token.
 #[derive(Debug, Clone)]
 pub enum Lookup {
+    /// A known, active, unexpired token.
     Valid(TokenInfo),
+    /// No token has this hash.
     Unknown,
+    /// The token is deactivated.
     Inactive,
+    /// The token's expiry has passed.
     Expired,
 }
 
@@ -66,12 +70,15 @@ impl TokenInfo {
     fn slot(&self) -> &Slot {
         &self.set.slots[self.slot as usize]
     }
+    /// The token's public id.
     pub fn id(&self) -> &str {
         self.set.id(self.slot())
     }
+    /// The tenant it provisions.
     pub fn tenant(&self) -> &str {
         &self.set.tenants[self.slot().tenant as usize]
     }
+    /// The IdP that holds it.
     pub fn idp(&self) -> Idp {
         self.slot().idp
     }
@@ -279,10 +286,12 @@ impl TokenSet {
             && s.expires_ms == ms(r.expires_at)
     }
 
+    /// How many tokens the set holds.
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
+    /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -14,12 +14,16 @@ pub const MAX_LEN: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TenantError {
     #[error("tenant must not be empty")]
+    /// The name is empty.
     Empty,
     #[error("tenant must be at most {MAX_LEN} characters")]
+    /// The name is longer than 64 characters.
     TooLong,
     #[error("tenant may hold only letters A-Z a-z, digits, '.', '_' and '-'")]
+    /// A character outside `A-Z a-z 0-9 . _ -`.
     BadCharacter,
     #[error("tenant looks like a scim-gate token; a secret is never a name")]
+    /// The name starts like a gate token (a secret pasted into the wrong field).
     LooksLikeToken,
 }
 
