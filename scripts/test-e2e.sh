@@ -13,9 +13,10 @@ PY="$("$ROOT/scripts/ensure-deps.sh" | tail -n 1)"
 cd "$ROOT"
 export PYTHONDONTWRITEBYTECODE=1
 if [ -z "${SCIM_GATE_BIN:-}" ]; then
-    # The binary the Rust tests built (cargo is quick when it is up to date); honour a shared
-    # CARGO_TARGET_DIR.
-    cargo build --quiet --bin scim-gate
+    # The binary the Rust tests built, asked for with the very same command: a plain
+    # `cargo build --bin` resolves features without the dev-dependencies and so rebuilds the whole
+    # dependency tree a second time (twice the disk; CI ran out of it). Honour CARGO_TARGET_DIR.
+    cargo test --quiet --workspace --all-targets --no-run
     SCIM_GATE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/scim-gate"
 fi
 export SCIM_GATE_BIN
