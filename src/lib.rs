@@ -23,6 +23,7 @@ mod auth;
 pub mod cli;
 mod client;
 pub mod config;
+mod connections;
 mod console;
 mod demo_cmd;
 mod error;

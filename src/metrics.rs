@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora_prometheus::prometheus::{
-    self, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts,
+    self, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     TextEncoder,
 };
 
@@ -184,6 +184,59 @@ fn unreachable_metric(e: prometheus::Error) -> ! {
 
 /// Touches every metric so they appear in `/metrics` from the start (an operator's alert on
 /// `scim_gate_token_reloads_total{result="error"}` should see 0, not "no data").
+/// Open client connections on the public listener (`server.max_connections` bounds it).
+pub static CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "scim_gate_connections",
+            "Open client connections on the public listener",
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+/// Client connections a limit closed, by `reason`.
+pub static CONNECTIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "scim_gate_connections_closed_total",
+                "Client connections closed by a limit: max_connections, header_timeout, idle_timeout",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+/// Why a limit closed a client connection (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClose {
+    /// Refused at accept: `server.max_connections` were open.
+    MaxConnections,
+    /// A request head took longer than `server.header_timeout`.
+    HeaderTimeout,
+    /// No request within `server.idle_timeout`.
+    IdleTimeout,
+}
+
+impl ConnectionClose {
+    fn label(self) -> &'static str {
+        match self {
+            ConnectionClose::MaxConnections => "max_connections",
+            ConnectionClose::HeaderTimeout => "header_timeout",
+            ConnectionClose::IdleTimeout => "idle_timeout",
+        }
+    }
+}
+
+/// Counts one connection closed by a limit.
+pub fn count_connection_closed(reason: ConnectionClose) {
+    CONNECTIONS_CLOSED
+        .with_label_values(&[reason.label()])
+        .inc();
+}
+
 pub fn init() {
     for result in ["ok", "error"] {
         TOKEN_RELOADS.with_label_values(&[result]);
@@ -196,6 +249,14 @@ pub fn init() {
     LazyLock::force(&POLICY_REJECTIONS);
     LazyLock::force(&TOKEN_EXPIRY);
     LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&CONNECTIONS);
+    for reason in [
+        ConnectionClose::MaxConnections,
+        ConnectionClose::HeaderTimeout,
+        ConnectionClose::IdleTimeout,
+    ] {
+        CONNECTIONS_CLOSED.with_label_values(&[reason.label()]);
+    }
 }
 
 /// The Prometheus text of every registered metric.

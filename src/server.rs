@@ -16,6 +16,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::connections::{fd, ConnectionLimits, LimitedApp};
 use crate::gate::Gate;
 use crate::metrics::{self, MetricsApp};
 use crate::proxy::{DefaultEmbedder, GateProxy};
@@ -104,10 +105,13 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let proxy_app = pingora::proxy::http_proxy(
         &server.configuration,
         GateProxy::new(gate.clone(), DefaultEmbedder),
-        "scim-gate proxy",
+    );
+    let mut proxy = Service::new(
+        "scim-gate proxy".to_string(),
+        LimitedApp::new(proxy_app, connection_limits(cfg)),
     );
     for addr in &cfg.server.listen {
         match &cfg.server.tls {
@@ -158,6 +162,36 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
         },
     ));
     Ok(Built { server, tokens })
+}
+
+/// The public listener's connection limits. Raises the open-file limit first, and lowers
+/// `server.max_connections` (with a warning) when the descriptors it leaves cannot hold that
+/// many connections and the reserve (`connections::fd`).
+fn connection_limits(cfg: &Config) -> ConnectionLimits {
+    let configured = cfg.server.max_connections;
+    let max_connections = match fd::raise_open_file_limit() {
+        Ok(open_files) => {
+            let fit = fd::connections_that_fit(configured, open_files);
+            if fit < configured {
+                log::warn!(
+                    "server.max_connections {configured} lowered to {fit}: the open-file limit \
+                     is {open_files} (ulimit -n), a connection may hold two descriptors, and {} \
+                     are kept for the admin socket, the token watcher and the metrics",
+                    fd::RESERVED
+                );
+            }
+            fit
+        }
+        Err(e) => {
+            log::warn!("cannot read or raise the open-file limit ({e}); keeping server.max_connections {configured}");
+            configured
+        }
+    };
+    ConnectionLimits {
+        max_connections,
+        header_timeout: cfg.server.header_timeout,
+        idle_timeout: cfg.server.idle_timeout,
+    }
 }
 
 struct TokenWatch(Arc<TokenStore>);

@@ -2,6 +2,7 @@
 //! reads the gate makes itself (the current resource a PUT is compared with).
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pingora::connectors::http::Connector;
@@ -11,8 +12,35 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::config::{Config, UpstreamTarget};
 use crate::metrics::UpstreamErrorKind;
 
-/// The most the gate reads of a resource it fetches for a PUT comparison.
-const MAX_FETCH: usize = 4 * 1024 * 1024;
+/// The bytes one request's reads of current resources may hold, all reads together (a Bulk
+/// request of PUTs shares one budget). Without it, a small Bulk request naming many large
+/// Groups made the gate hold every one of them at once (reliability finding 2,
+/// `docs/threat-model.md`). Shared by reads running concurrently, hence atomic.
+#[derive(Debug)]
+pub struct ReadBudget {
+    limit: usize,
+    left: AtomicUsize,
+}
+
+impl ReadBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> ReadBudget {
+        ReadBudget {
+            limit,
+            left: AtomicUsize::new(limit),
+        }
+    }
+
+    /// Takes `n` bytes from the budget; `Err` (and nothing taken) when fewer are left.
+    pub(crate) fn take(&self, n: usize) -> Result<(), UpstreamError> {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .map(|_| ())
+            .map_err(|_| UpstreamError::OverBudget(self.limit))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -26,6 +54,10 @@ pub enum UpstreamError {
     Status(u16),
     #[error("upstream sent a body the gate cannot read: {0}")]
     Body(String),
+    /// Not the upstream's fault: the resources one request replaces are larger, together, than
+    /// the gate holds for a comparison ([`ReadBudget`]).
+    #[error("the resources this request replaces hold more than {0} bytes")]
+    OverBudget(usize),
 }
 
 impl UpstreamError {
@@ -36,6 +68,9 @@ impl UpstreamError {
             UpstreamError::Status(_) | UpstreamError::Body(_) => {
                 (502, UpstreamErrorKind::BadResponse)
             }
+            // Answered 413 by the gate (`gate::failure::read_error`); never counted as the
+            // upstream's error. Listed here so the match stays total.
+            UpstreamError::OverBudget(_) => (413, UpstreamErrorKind::Other),
             UpstreamError::Resolve(..) | UpstreamError::Connect(_) => {
                 (502, UpstreamErrorKind::Connect)
             }
@@ -138,12 +173,15 @@ impl Upstream {
         Ok(())
     }
 
-    /// GETs `suffix` (e.g. `/Users/42`) below the upstream root. `Ok(None)` is a 404.
+    /// GETs `suffix` (e.g. `/Users/42`) below the upstream root. `Ok(None)` is a 404. Every
+    /// byte of the answer is taken from `budget` as it arrives, so an over-large answer is cut
+    /// off, not held.
     pub async fn get_json(
         &self,
         suffix: &str,
         tenant: &str,
         token_id: &str,
+        budget: &ReadBudget,
     ) -> Result<Option<serde_json::Value>, UpstreamError> {
         let classify = |e: Box<pingora::Error>| {
             let msg = e.to_string();
@@ -177,10 +215,8 @@ impl Upstream {
         let status = session.response_header().map_or(0, |h| h.status.as_u16());
         let mut body = Vec::new();
         while let Some(chunk) = session.read_response_body().await.map_err(classify)? {
+            budget.take(chunk.len())?;
             body.extend_from_slice(&chunk);
-            if body.len() > MAX_FETCH {
-                return Err(UpstreamError::Body("resource larger than 4 MiB".into()));
-            }
         }
         self.connector
             .release_http_session(session, &self.peer, None)

@@ -12,6 +12,12 @@ pub const THREADS: usize = 2;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// `server.body_timeout`: the whole request body must arrive within this (408 otherwise).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
+/// `server.header_timeout`: a request head must arrive whole within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `server.idle_timeout`: a connection waiting for its next request closes after this.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `server.max_connections`: open client connections; more are refused at once.
+pub const MAX_CONNECTIONS: usize = 10_000;
 /// `base_path`: the public SCIM root.
 pub const BASE_PATH: &str = "/scim/v2";
 /// `upstream.connect_timeout` (502 beyond it).
@@ -32,6 +38,8 @@ pub const METRICS_LISTEN: &str = "127.0.0.1:9090";
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// `policy.max_filter_terms`: the `scim` module's own bound.
 pub const MAX_FILTER_TERMS: usize = crate::scim::DEFAULT_MAX_TERMS;
+/// `policy.bulk_max_operations`: the `scim` module's own bound.
+pub const BULK_MAX_OPERATIONS: usize = crate::scim::DEFAULT_BULK_MAX_OPERATIONS;
 
 /// The SCIM enterprise User extension (RFC 7643 §4.3).
 pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";

@@ -97,6 +97,13 @@ pub struct ServerConfig {
     /// How long a client may take to send a request body, and the longest pause between two of
     /// its reads (408 when exceeded). Above zero.
     pub body_timeout: Duration,
+    /// How long a request head may take to arrive whole, from its first byte. Above zero.
+    pub header_timeout: Duration,
+    /// How long a connection may wait for its next request. Above zero.
+    pub idle_timeout: Duration,
+    /// Open client connections at most (before the open-file limit may lower it at start).
+    /// At least 1.
+    pub max_connections: usize,
 }
 
 /// `server.tls:`, absolute paths.
@@ -278,6 +285,9 @@ impl Config {
                 threads: Some(s.threads),
                 shutdown_grace: Some(s.shutdown_grace),
                 body_timeout: Some(s.body_timeout),
+                header_timeout: Some(s.header_timeout),
+                idle_timeout: Some(s.idle_timeout),
+                max_connections: Some(s.max_connections),
             }),
             base_path: Some(self.base_path.clone()),
             upstream: RawUpstream {
@@ -326,6 +336,7 @@ impl Config {
                         .collect(),
                 ),
                 max_filter_terms: Some(p.max_filter_terms),
+                bulk_max_operations: Some(p.bulk_max_operations),
             }),
         }
     }
@@ -395,6 +406,10 @@ impl Resolver<'_> {
             return Err(self.invalid("server.threads", "must be at least 1".into()));
         }
         let tls = raw.tls.map(|t| self.tls(t)).transpose()?;
+        let max_connections = raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(self.invalid("server.max_connections", "must be at least 1".into()));
+        }
         Ok(ServerConfig {
             listen,
             tls,
@@ -404,6 +419,15 @@ impl Resolver<'_> {
                 "server.body_timeout",
                 raw.body_timeout.unwrap_or(defaults::BODY_TIMEOUT),
             )?,
+            header_timeout: self.above_zero(
+                "server.header_timeout",
+                raw.header_timeout.unwrap_or(defaults::HEADER_TIMEOUT),
+            )?,
+            idle_timeout: self.above_zero(
+                "server.idle_timeout",
+                raw.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
+            )?,
+            max_connections,
         })
     }
 
@@ -465,6 +489,12 @@ impl Resolver<'_> {
         if max_filter_terms == 0 {
             return Err(self.invalid("policy.max_filter_terms", "must be at least 1".into()));
         }
+        let bulk_max_operations = raw
+            .bulk_max_operations
+            .unwrap_or(defaults::BULK_MAX_OPERATIONS);
+        if bulk_max_operations == 0 {
+            return Err(self.invalid("policy.bulk_max_operations", "must be at least 1".into()));
+        }
         let extensions = raw.extensions.unwrap_or_else(default_extensions);
         let mut allowed = Vec::with_capacity(extensions.len());
         for (urn, attrs) in extensions {
@@ -496,6 +526,7 @@ impl Resolver<'_> {
             groups_updatable: list(raw.groups, defaults::GROUPS_UPDATABLE),
             extensions: allowed,
             max_filter_terms,
+            bulk_max_operations,
         };
         let compiled = Policy::compile(&spec).map_err(|e| self.invalid("policy", e.to_string()))?;
         Ok(PolicyConfig {

@@ -109,6 +109,27 @@ pub struct RawServer {
         skip_serializing_if = "Option::is_none"
     )]
     pub body_timeout: Option<Duration>,
+    /// A request head must arrive whole within this; else the connection closes.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub header_timeout: Option<Duration>,
+    /// A keep-alive connection with no request for this long closes.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_timeout: Option<Duration>,
+    /// Open client connections; beyond it new ones are refused at once.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_connections: Option<usize>,
 }
 
 /// `server.tls:`.
@@ -259,6 +280,13 @@ pub struct RawPolicy {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_filter_terms: Option<usize>,
+    /// Operations allowed in one Bulk request (413 above; advertised in ServiceProviderConfig).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bulk_max_operations: Option<usize>,
 }
 
 /// `policy.dialect`.

@@ -30,8 +30,8 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 
 use super::ctx::BodyMode;
-use super::current::{Caller, CurrentResources};
-use super::failure::{reject, upstream_error};
+use super::current::{read_all, Caller, CurrentResources, ReadLimits};
+use super::failure::{read_error, reject};
 use super::{Gate, GateCtx};
 use crate::error::ScimError;
 use crate::metrics::Outcome;
@@ -41,6 +41,16 @@ use crate::upstream::same_header_name;
 
 /// Pingora's retry-buffer size (`pingora-core` `BODY_BUF_LIMIT`, not exported).
 const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// The current resources one request's PUTs replace may hold this many times
+/// `policy.max_body_bytes` together (4 MiB by default): a PUT's body is at most
+/// `max_body_bytes`, and what it replaces may be larger (a PUT that drops members), but not
+/// without bound (`docs/threat-model.md`, Bulk amplification).
+const READ_BUDGET_FACTOR: usize = 4;
+
+/// Reads of current resources in flight at once for one request: enough to make a Bulk of
+/// PUTs not wait on one round trip after another, few enough not to flood the directory.
+const READ_CONCURRENCY: usize = 4;
 
 impl Gate {
     /// Checks media type and size, answers `Expect: 100-continue`, and either reads and checks the
@@ -129,9 +139,15 @@ impl Gate {
             token_id: token.id(),
             domains: token.domains(),
         };
+        let limits = ReadLimits {
+            budget: self.max_body.saturating_mul(READ_BUDGET_FACTOR),
+            deadline: self.read_timeout,
+            concurrency: READ_CONCURRENCY,
+        };
         check_body(
             &self.policy,
             &self.upstream,
+            limits,
             route,
             ctx.body_method,
             body,
@@ -195,6 +211,7 @@ impl Gate {
 pub(super) async fn check_body<C: CurrentResources>(
     policy: &Policy,
     current: &C,
+    limits: ReadLimits,
     route: &Route,
     method: Option<WriteMethod>,
     body: Bytes,
@@ -223,16 +240,13 @@ pub(super) async fn check_body<C: CurrentResources>(
         _ => return Ok(body),
     }
     .map_err(reject)?;
-    let mut resources = HashMap::new();
-    for (resource, id) in prepared.needs() {
-        match current.current(*resource, id, caller).await {
-            Ok(Some(v)) => {
-                resources.insert((*resource, id.clone()), v);
-            }
-            Ok(None) => {}
-            Err(e) => return Err(upstream_error(&e)),
-        }
-    }
+    let resources = if prepared.needs().is_empty() {
+        HashMap::new()
+    } else {
+        read_all(current, prepared.needs(), caller, limits)
+            .await
+            .map_err(|e| read_error(&e))?
+    };
     let checked = prepared.finish(&resources).map_err(reject)?;
     Ok(checked.body.map(Bytes::from).unwrap_or(body))
 }
@@ -381,8 +395,10 @@ fn fit_length(original: Bytes, checked: Bytes) -> Bytes {
 mod tests {
     use super::*;
     use crate::scim::Resource;
-    use crate::upstream::UpstreamError;
+    use crate::upstream::{ReadBudget, UpstreamError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
+    use std::time::Duration;
 
     #[test]
     fn fit_length_pads_or_keeps_the_original() {
@@ -399,10 +415,26 @@ mod tests {
         );
     }
 
-    /// A directory holding one User, recording who asked for what.
+    /// A directory holding Users "42" and "u0".."u999", recording who asked for what and how
+    /// many reads ran at once; each read takes `delay` and charges the budget for its JSON.
     struct Stub {
         user: serde_json::Value,
         asked: Mutex<Vec<(Resource, String, String)>>,
+        delay: Duration,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl Stub {
+        fn new(user: serde_json::Value, delay: Duration) -> Stub {
+            Stub {
+                user,
+                asked: Mutex::new(Vec::new()),
+                delay,
+                in_flight: AtomicUsize::new(0),
+                most_in_flight: AtomicUsize::new(0),
+            }
+        }
     }
 
     impl CurrentResources for Stub {
@@ -411,14 +443,127 @@ mod tests {
             resource: Resource,
             id: &str,
             caller: &Caller<'_>,
+            budget: &ReadBudget,
         ) -> Result<Option<serde_json::Value>, UpstreamError> {
             self.asked.lock().expect("lock").push((
                 resource,
                 id.to_string(),
                 caller.tenant.to_string(),
             ));
-            Ok((id == "42").then(|| self.user.clone()))
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if id != "42" && !id.starts_with('u') {
+                return Ok(None);
+            }
+            let mut user = self.user.clone();
+            user["id"] = id.into();
+            budget.take(user.to_string().len())?;
+            Ok(Some(user))
         }
+    }
+
+    fn limits() -> ReadLimits {
+        ReadLimits {
+            budget: 1 << 20,
+            deadline: Duration::from_secs(30),
+            concurrency: 4,
+        }
+    }
+
+    fn config() -> crate::config::Config {
+        crate::config::Config::from_yaml(
+            "upstream: { url: http://127.0.0.1:1/v2 }",
+            "t.yaml",
+            std::path::Path::new("/"),
+        )
+        .expect("config")
+    }
+
+    const CALLER: Caller<'static> = Caller {
+        tenant: "acme",
+        token_id: "tok_1",
+        domains: &[],
+    };
+
+    /// A Bulk request of PUTs, one per id, each sending `user` unchanged.
+    fn bulk_of_puts(ids: &[String], user: &serde_json::Value) -> Bytes {
+        let ops: Vec<serde_json::Value> = ids
+            .iter()
+            .map(|id| {
+                let mut data = user.clone();
+                data["id"] = id.as_str().into();
+                serde_json::json!({"method": "PUT", "path": format!("/Users/{id}"), "data": data})
+            })
+            .collect();
+        Bytes::from(
+            serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": ops,
+            })
+            .to_string(),
+        )
+    }
+
+    async fn bulk(stub: &Stub, limits: ReadLimits, ids: &[String]) -> Result<Bytes, ScimError> {
+        let cfg = config();
+        let body = bulk_of_puts(ids, &stub.user);
+        check_body(
+            &cfg.policy.compiled,
+            stub,
+            limits,
+            &Route::Bulk,
+            None,
+            body,
+            &CALLER,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_bulk_reads_each_target_once_a_few_at_a_time() {
+        let stub = Stub::new(user("ada@example.com", "Ada"), Duration::from_millis(20));
+        let mut ids: Vec<String> = (0..10).map(|i| format!("u{i}")).collect();
+        ids.extend(["u0".to_string(), "u3".to_string()]);
+        let r = bulk(&stub, limits(), &ids).await;
+        assert!(r.is_ok(), "{r:?}");
+        let asked = stub.asked.lock().expect("lock").len();
+        assert_eq!(asked, 10, "twelve operations on ten users make ten reads");
+        assert_eq!(stub.most_in_flight.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn reads_over_the_budget_are_413_and_stop_reading() {
+        let stub = Stub::new(user("ada@example.com", "Ada"), Duration::ZERO);
+        let one = stub.user.to_string().len();
+        let ids: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
+        let tight = ReadLimits {
+            budget: one * 10,
+            concurrency: 1,
+            ..limits()
+        };
+        let e = bulk(&stub, tight, &ids).await.unwrap_err();
+        assert_eq!(e.status, 413, "{}", e.detail);
+        assert!(e.detail.contains("PATCH"), "{}", e.detail);
+        let asked = stub.asked.lock().expect("lock").len();
+        assert!(
+            asked <= 12,
+            "reading went on after the budget ran out: {asked} reads"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_past_the_deadline_are_504() {
+        let stub = Stub::new(user("ada@example.com", "Ada"), Duration::from_secs(600));
+        let short = ReadLimits {
+            deadline: Duration::from_millis(50),
+            ..limits()
+        };
+        let e = bulk(&stub, short, &["u1".to_string(), "u2".to_string()])
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, 504, "{}", e.detail);
     }
 
     fn user(user_name: &str, display: &str) -> serde_json::Value {
@@ -432,26 +577,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_put_is_compared_with_the_resource_the_seam_returns() {
-        let cfg = crate::config::Config::from_yaml(
-            "upstream: { url: http://127.0.0.1:1/v2 }",
-            "t.yaml",
-            std::path::Path::new("/"),
-        )
-        .expect("config");
-        let stub = Stub {
-            user: user("ada@example.com", "Ada"),
-            asked: Mutex::new(Vec::new()),
-        };
-        let caller = Caller {
-            tenant: "acme",
-            token_id: "tok_1",
-            domains: &[],
-        };
+        let cfg = config();
+        let stub = Stub::new(user("ada@example.com", "Ada"), Duration::ZERO);
         let put = |id: &str, body: serde_json::Value| {
             let route = Route::Item(Resource::Users, id.to_string());
             let body = Bytes::from(body.to_string());
-            let (policy, stub, caller) = (&cfg.policy.compiled, &stub, &caller);
-            async move { check_body(policy, stub, &route, Some(WriteMethod::Put), body, caller).await }
+            let (policy, stub) = (&cfg.policy.compiled, &stub);
+            async move {
+                check_body(
+                    policy,
+                    stub,
+                    limits(),
+                    &route,
+                    Some(WriteMethod::Put),
+                    body,
+                    &CALLER,
+                )
+                .await
+            }
         };
         // displayName is updatable: the PUT passes.
         assert!(put("42", user("ada@example.com", "Ada L.")).await.is_ok());

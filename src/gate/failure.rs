@@ -60,6 +60,9 @@ impl Gate {
     /// Reads and discards the rest of the request body, up to [`DRAIN_LIMIT`] bytes and
     /// `server.body_timeout`. Chunks are dropped as they come, so draining holds no memory.
     async fn drain(&self, session: &mut Session) {
+        // These bytes are the tail of a body, not a new request head: the connection's head
+        // and idle deadlines must not cut the drain (`connections::TimedStream`).
+        crate::connections::untime_for_drain(session.as_downstream().stream());
         let downstream = session.as_downstream_mut();
         downstream.set_read_timeout(Some(self.body_timeout));
         let read_all = async {
@@ -94,7 +97,24 @@ pub(super) fn reject(r: crate::scim::Rejection) -> ScimError {
 }
 
 /// The gate's own upstream read (a PUT's current resource) failed.
-pub(super) fn upstream_error(e: &UpstreamError) -> ScimError {
+/// A failed read of the resources a request replaces: over the gate's budget is the request's
+/// size (413, as RFC 7644 §3.7.4 answers an over-large Bulk request), anything else the
+/// upstream's failure.
+pub(super) fn read_error(e: &UpstreamError) -> ScimError {
+    match e {
+        UpstreamError::OverBudget(limit) => ScimError::new(
+            413,
+            None,
+            format!(
+                "the resources this request replaces hold more than the gate compares at once \
+                 ({limit} bytes); send fewer PUT operations per Bulk request, or PATCH"
+            ),
+        ),
+        e => upstream_error(e),
+    }
+}
+
+fn upstream_error(e: &UpstreamError) -> ScimError {
     let (status, kind) = e.status_and_kind();
     metrics::count_upstream_error(kind);
     log::warn!("{e}");

@@ -60,6 +60,8 @@ pub(crate) enum Decision {
 pub struct Gate {
     base_path: String,
     max_body: usize,
+    /// `policy.bulk_max_operations`, advertised in ServiceProviderConfig.
+    bulk_max_operations: usize,
     /// `server.body_timeout`: the whole body must arrive within it (408 otherwise).
     body_timeout: Duration,
     read_timeout: Duration,
@@ -78,6 +80,7 @@ impl Gate {
         Ok(Gate {
             base_path: cfg.base_path.clone(),
             max_body: cfg.policy.max_body_bytes,
+            bulk_max_operations: cfg.policy.spec.bulk_max_operations,
             body_timeout: cfg.server.body_timeout,
             read_timeout: cfg.upstream.read_timeout,
             tls_listener: cfg.server.tls.is_some(),

@@ -92,7 +92,11 @@ impl Gate {
             if end_of_stream {
                 let whole = std::mem::take(&mut ctx.response_buf).freeze();
                 let rewritten = replace_all(&whole, from, ctx.public_prefix.as_bytes());
-                *body = Some(advertise_limits(rewritten, self.max_body));
+                *body = Some(advertise_limits(
+                    rewritten,
+                    self.max_body,
+                    self.bulk_max_operations,
+                ));
                 return;
             }
             if ctx.response_buf.len() <= SPC_LIMIT {
@@ -174,21 +178,31 @@ fn partial_prefix_len(data: &[u8], from: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
-/// `/ServiceProviderConfig` answered through the gate advertises the gate's own body limit
-/// when it is lower than the upstream's, so an IdP that reads it never sends a Bulk request the
-/// gate would refuse with 413.
-fn advertise_limits(body: Bytes, max_body: usize) -> Bytes {
+/// `/ServiceProviderConfig` answered through the gate advertises the gate's own Bulk limits
+/// (`maxPayloadSize` = `policy.max_body_bytes`, `maxOperations` = `policy.bulk_max_operations`)
+/// where they are lower than the upstream's, so an IdP that reads them never sends a Bulk
+/// request the gate would refuse with 413.
+fn advertise_limits(body: Bytes, max_body: usize, max_operations: usize) -> Bytes {
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return body;
     };
     let Some(bulk) = v.get_mut("bulk").and_then(|b| b.as_object_mut()) else {
         return body;
     };
-    let upstream = bulk.get("maxPayloadSize").and_then(|n| n.as_u64());
-    if upstream.is_some_and(|n| n <= max_body as u64) {
+    let mut lowered = false;
+    for (key, ours) in [
+        ("maxPayloadSize", max_body),
+        ("maxOperations", max_operations),
+    ] {
+        let upstream = bulk.get(key).and_then(|n| n.as_u64());
+        if upstream.is_none_or(|n| n > ours as u64) {
+            bulk.insert(key.into(), ours.into());
+            lowered = true;
+        }
+    }
+    if !lowered {
         return body;
     }
-    bulk.insert("maxPayloadSize".into(), max_body.into());
     serde_json::to_vec(&v).map(Bytes::from).unwrap_or(body)
 }
 
@@ -229,13 +243,28 @@ mod tests {
             br#"{"bulk":{"supported":true,"maxPayloadSize":10485760,"maxOperations":100}}"#,
         );
         let v: serde_json::Value =
-            serde_json::from_slice(&advertise_limits(up, 1024)).expect("json");
+            serde_json::from_slice(&advertise_limits(up.clone(), 1024, 1000)).expect("json");
         assert_eq!(v["bulk"]["maxPayloadSize"], 1024);
         assert_eq!(v["bulk"]["maxOperations"], 100);
-        let low = Bytes::from_static(br#"{"bulk":{"maxPayloadSize":512}}"#);
-        assert_eq!(advertise_limits(low.clone(), 1024), low);
+        let v: serde_json::Value =
+            serde_json::from_slice(&advertise_limits(up, 1 << 30, 10)).expect("json");
+        assert_eq!(v["bulk"]["maxPayloadSize"], 10485760);
+        assert_eq!(v["bulk"]["maxOperations"], 10);
+        let low = Bytes::from_static(br#"{"bulk":{"maxPayloadSize":512,"maxOperations":5}}"#);
+        assert_eq!(advertise_limits(low.clone(), 1024, 1000), low);
+        // An upstream that says nothing gets the gate's limits.
+        let silent = Bytes::from_static(br#"{"bulk":{"supported":true}}"#);
+        let v: serde_json::Value =
+            serde_json::from_slice(&advertise_limits(silent, 1024, 1000)).expect("json");
+        assert_eq!(
+            (
+                v["bulk"]["maxPayloadSize"].as_u64(),
+                v["bulk"]["maxOperations"].as_u64()
+            ),
+            (Some(1024), Some(1000))
+        );
         let none = Bytes::from_static(br#"{"patch":{"supported":true}}"#);
-        assert_eq!(advertise_limits(none.clone(), 1024), none);
+        assert_eq!(advertise_limits(none.clone(), 1024, 1000), none);
     }
 
     /// Runs `body` through the streaming rewrite cut into chunks of `size` bytes.

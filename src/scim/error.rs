@@ -30,6 +30,8 @@ pub enum RejectReason {
     NoTarget,
     /// A PUT target whose current representation the upstream did not return (404).
     NotFound,
+    /// More Bulk operations than `policy.bulk_max_operations` (413).
+    TooManyOperations,
 }
 
 impl RejectReason {
@@ -46,6 +48,7 @@ impl RejectReason {
             RejectReason::InvalidFilter => "invalid_filter",
             RejectReason::NoTarget => "no_target",
             RejectReason::NotFound => "not_found",
+            RejectReason::TooManyOperations => "too_many_operations",
         }
     }
 }
@@ -164,6 +167,16 @@ impl Rejection {
         )
     }
 
+    /// RFC 7644 §3.7.4 answers an over-long Bulk request with 413 (no `scimType`: that is for
+    /// 400s; `tooMany` is about filter results).
+    pub(crate) fn too_many_operations(sent: usize, max: usize) -> Self {
+        Self::new(
+            413,
+            None,
+            RejectReason::TooManyOperations,
+            format!("the Bulk request has {sent} operations; the gate accepts at most {max} (bulk.maxOperations)"),
+        )
+    }
     pub(crate) fn no_target(detail: impl Into<String>) -> Self {
         Self::new(
             400,

@@ -29,7 +29,10 @@ pub use filter::{
     DEFAULT_MAX_TERMS,
 };
 pub use path::{parse_path, PatchPath, PathError};
-pub use policy::{Dialect, ExtensionAllow, Policy, PolicySpec, PolicySpecError, Resource};
+pub use policy::{
+    Dialect, ExtensionAllow, Policy, PolicySpec, PolicySpecError, Resource,
+    DEFAULT_BULK_MAX_OPERATIONS,
+};
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 use super::filter::valid_attr_name;
 use super::filter::DEFAULT_MAX_TERMS;
+
+/// The default bound on operations in one Bulk request (`policy.bulk_max_operations`). Each
+/// operation costs a check and a PUT one upstream read, so the bound is what keeps one request's
+/// cost proportional to something the operator chose, not to what fits in the body.
+pub const DEFAULT_BULK_MAX_OPERATIONS: usize = 1000;
 use super::path::parse_path_in;
 use super::schema::{self, AttrDef, ENTERPRISE_URN, GROUP_URN, USER_URN};
 
@@ -43,6 +48,8 @@ pub struct PolicySpec {
     pub extensions: Vec<(String, ExtensionAllow)>,
     /// Terms allowed in one filter, search or PATCH path (`policy.max_filter_terms`).
     pub max_filter_terms: usize,
+    /// Operations allowed in one Bulk request (`policy.bulk_max_operations`).
+    pub bulk_max_operations: usize,
 }
 
 /// The SCIM resource types the gate checks.
@@ -138,6 +145,7 @@ impl Default for PolicySpec {
                 ),
             ],
             max_filter_terms: DEFAULT_MAX_TERMS,
+            bulk_max_operations: DEFAULT_BULK_MAX_OPERATIONS,
         }
     }
 }
@@ -157,6 +165,7 @@ pub(crate) struct Inner {
     /// Lower-cased, longest first: the path parser takes the longest match.
     pub known_urns: Vec<String>,
     pub max_filter_terms: usize,
+    pub bulk_max_operations: usize,
 }
 
 #[derive(Debug)]
@@ -286,6 +295,7 @@ impl Policy {
                 extensions,
                 known_urns,
                 max_filter_terms: spec.max_filter_terms,
+                bulk_max_operations: spec.bulk_max_operations,
             }),
         })
     }

@@ -7,10 +7,13 @@ mod harness;
 
 mod admin;
 mod auth;
+mod bulk;
 mod checks;
 mod cli;
+mod connections;
 mod console;
 mod embed;
+mod fuzz_requests;
 mod lifecycle;
 mod reliability_logs;
 mod reliability_tenants;

@@ -40,6 +40,13 @@ pub(super) fn check_bulk(
     let Some(Value::Array(ops)) = obj.get_mut(&key) else {
         return Err(Rejection::syntax("'Operations' must be an array"));
     };
+    // RFC 7644 §3.7.4: more operations than maxOperations is 413, before any is looked at.
+    if ops.len() > p.bulk_max_operations {
+        return Err(Rejection::too_many_operations(
+            ops.len(),
+            p.bulk_max_operations,
+        ));
+    }
     let mut puts = Vec::new();
     let mut changed = false;
     for (i, op) in ops.iter_mut().enumerate() {

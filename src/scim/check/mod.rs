@@ -160,7 +160,13 @@ impl Policy {
         } else {
             None
         };
-        let needs = puts.iter().map(|(r, id, _)| (*r, id.clone())).collect();
+        // One read per resource, however many operations of a Bulk request replace it.
+        let mut seen = std::collections::HashSet::with_capacity(puts.len());
+        let needs = puts
+            .iter()
+            .filter(|(r, id, _)| seen.insert((*r, id.as_str())))
+            .map(|(r, id, _)| (*r, id.clone()))
+            .collect();
         let puts = puts
             .into_iter()
             .map(|(resource, id, prefix)| PendingPut {
@@ -181,7 +187,7 @@ impl Policy {
 
 impl Prepared {
     /// Resources whose current representation the proxy must read before [`Prepared::finish`]
-    /// (the targets of PUTs, including PUTs inside a Bulk request).
+    /// (the targets of PUTs, including PUTs inside a Bulk request), each named once.
     pub fn needs(&self) -> &[(Resource, String)] {
         &self.needs
     }

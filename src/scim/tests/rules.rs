@@ -634,6 +634,52 @@ fn bulk_checks_every_operation_and_names_its_index() {
 }
 
 #[test]
+fn bulk_operations_are_bounded_and_each_put_target_is_read_once() {
+    let spec = PolicySpec {
+        bulk_max_operations: 3,
+        ..PolicySpec::default()
+    };
+    let p = match Policy::compile(&spec) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    let put = |id: &str| json!({"method": "PUT", "path": format!("/Users/{id}"), "data": user(json!({}))});
+    let bulk = |ops: Vec<Value>| {
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops})
+            .to_string()
+    };
+    let e = match p.prepare_bulk(
+        bulk(vec![put("a"), put("b"), put("c"), put("d")]).as_bytes(),
+        &[],
+    ) {
+        Err(e) => e,
+        Ok(_) => panic!("four operations passed a bound of three"),
+    };
+    assert_eq!((e.status, e.reason), (413, RejectReason::TooManyOperations));
+    assert!(e.detail.contains("at most 3"), "{}", e.detail);
+    let prepared = match p.prepare_bulk(bulk(vec![put("a"), put("b"), put("a")]).as_bytes(), &[]) {
+        Ok(x) => x,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        prepared.needs(),
+        &[
+            (Resource::Users, "a".to_string()),
+            (Resource::Users, "b".to_string())
+        ]
+    );
+    // The default bound is the contract's 1000.
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"method": "DELETE", "path": format!("/Users/u{i}")}))
+        .collect();
+    let e = match n().prepare_bulk(bulk(many).as_bytes(), &[]) {
+        Err(e) => e,
+        Ok(_) => panic!("1001 operations passed the default bound"),
+    };
+    assert_eq!(e.status, 413);
+}
+
+#[test]
 fn bulk_rewrites_under_normalize() {
     let p = n();
     let body = json!({
@@ -698,6 +744,7 @@ fn error_body_follows_rfc7644() {
         RejectReason::InvalidFilter,
         RejectReason::NoTarget,
         RejectReason::NotFound,
+        RejectReason::TooManyOperations,
     ]
     .iter()
     .map(|r| r.label())

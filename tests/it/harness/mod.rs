@@ -13,6 +13,8 @@ use scim_gate::config::raw::{
 };
 use scim_gate::tokens::secret;
 
+pub mod in_process;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_scim-gate");
 
 /// A port that was free a moment ago.
@@ -79,6 +81,7 @@ pub struct GateProc {
     pub port: u16,
     pub metrics_port: u16,
     pub config: PathBuf,
+    open_files: Option<u64>,
 }
 
 /// How to start a gate: its configuration as a typed value (the library's own serde form,
@@ -87,6 +90,8 @@ pub struct GateProc {
 pub struct GateOpts {
     pub config: RawConfig,
     pub env: Vec<(String, String)>,
+    /// The gate's open-file limit (soft and hard), when a test needs a small one.
+    pub open_files: Option<u64>,
 }
 
 impl GateOpts {
@@ -123,6 +128,7 @@ impl GateOpts {
         GateOpts {
             config,
             env: vec![],
+            open_files: None,
         }
     }
 
@@ -166,6 +172,7 @@ impl GateProc {
             port,
             metrics_port,
             config,
+            open_files: opts.open_files,
         }
     }
 
@@ -219,6 +226,22 @@ impl GateProc {
             .stderr(log);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(n) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         self.child = Some(cmd.spawn().expect("spawn gate"));
         self.wait_ready();
