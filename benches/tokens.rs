@@ -26,6 +26,7 @@ fn store(n: usize) -> (TokenStore, Vec<String>) {
                 status: Status::Active,
                 sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
                 domains: vec![],
+                networks: vec![],
                 created_at: now,
                 refreshed_at: None,
                 expires_at: None,

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::audit::AuditLog;
 use crate::config::parse_duration;
+use crate::guards::{Breakers, Tripped};
 use crate::tokens::{tenant, Change, Changed, Idp, Status, StoreError, TokenRecord, TokenStore};
 
 /// The largest admin request body; token requests are a few hundred bytes.
@@ -29,6 +30,7 @@ pub struct AdminApp {
     store: Arc<TokenStore>,
     audit: Arc<AuditLog>,
     allowed_uids: Vec<u32>,
+    breakers: Arc<Breakers>,
 }
 
 /// An admin answer: status and JSON body (`None` for 204).
@@ -46,6 +48,7 @@ pub fn public_record(r: &TokenRecord) -> Value {
         "idp": r.idp.as_str(),
         "status": match r.status { Status::Active => "active", Status::Inactive => "inactive" },
         "domains": r.domains,
+        "networks": r.networks,
         "created_at": r.created_at,
         "refreshed_at": r.refreshed_at,
         "expires_at": r.expires_at,
@@ -56,18 +59,25 @@ struct CreateBody {
     tenant: String,
     idp: String,
     domains: Vec<String>,
+    networks: Vec<String>,
     expires_in: Option<String>,
 }
 
 /// The fields `POST /tokens` accepts; anything else is a 400 that names the field.
-const CREATE_FIELDS: [&str; 4] = ["tenant", "idp", "domains", "expires_in"];
+const CREATE_FIELDS: [&str; 5] = ["tenant", "idp", "domains", "networks", "expires_in"];
 
 impl AdminApp {
-    pub fn new(store: Arc<TokenStore>, audit: Arc<AuditLog>, allowed_uids: Vec<u32>) -> AdminApp {
+    pub fn new(
+        store: Arc<TokenStore>,
+        audit: Arc<AuditLog>,
+        allowed_uids: Vec<u32>,
+        breakers: Arc<Breakers>,
+    ) -> AdminApp {
         AdminApp {
             store,
             audit,
             allowed_uids,
+            breakers,
         }
     }
 
@@ -125,7 +135,21 @@ impl AdminApp {
                 self.apply(Change::Delete(id.to_string()), uid, 204).await
             }
             ("GET", ["audit"]) => self.audit_since(query),
-            (_, ["tokens"] | ["tokens", ..] | ["audit"]) => {
+            ("GET", ["guards"]) => {
+                let list: Vec<Value> = self.breakers.tripped().iter().map(tripped_json).collect();
+                Reply(200, Some(json!({ "guards": list })))
+            }
+            ("POST", ["guards", id, "release"]) => match self.breakers.release(id, Some(uid)) {
+                Some(t) => {
+                    let mut body = tripped_json(&t);
+                    if let Some(obj) = body.as_object_mut() {
+                        obj.insert("released".into(), Value::Bool(true));
+                    }
+                    Reply(200, Some(body))
+                }
+                None => error(404, format!("no tripped guard for token {id}")),
+            },
+            (_, ["tokens"] | ["tokens", ..] | ["audit"] | ["guards"] | ["guards", ..]) => {
                 error(405, format!("{method} is not allowed on {path}"))
             }
             _ => error(404, format!("no admin route {path}")),
@@ -192,6 +216,17 @@ impl AdminApp {
     }
 }
 
+/// A tripped breaker as the admin API shows it.
+fn tripped_json(t: &Tripped) -> Value {
+    json!({
+        "token_id": t.token_id,
+        "tenant": t.tenant,
+        "idp": t.idp,
+        "guard": "destructive",
+        "tripped_at": t.tripped_at,
+    })
+}
+
 fn parse_create(body: &[u8]) -> Result<Change, Reply> {
     // Field by field rather than one serde struct, so each error names the field at fault
     // (serde's own type errors only give a line and column).
@@ -221,29 +256,33 @@ fn parse_create(body: &[u8]) -> Result<Change, Reply> {
     };
     let tenant = string("tenant")?.ok_or_else(|| error(400, "missing field tenant"))?;
     let idp = string("idp")?.ok_or_else(|| error(400, "missing field idp"))?;
-    let domains = match obj.get("domains") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|d| {
-                d.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| error(400, format!("domains must be strings, not {d}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        Some(other) => {
-            return Err(error(
+    let list = |name: &str, what: &str| -> Result<Vec<String>, Reply> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|d| {
+                    d.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| error(400, format!("{name} must be strings, not {d}")))
+                })
+                .collect(),
+            Some(other) => Err(error(
                 400,
-                format!("domains must be a list of domain names, not {other}"),
-            ))
+                format!("{name} must be a list of {what}, not {other}"),
+            )),
         }
     };
     let b = CreateBody {
         tenant,
         idp,
-        domains,
+        domains: list("domains", "domain names")?,
+        networks: list("networks", "CIDR blocks")?,
         expires_in: string("expires_in")?,
     };
+    for n in &b.networks {
+        crate::net::Cidr::parse(n).map_err(|e| error(400, format!("networks: {e}")))?;
+    }
     let idp = Idp::parse(&b.idp).ok_or_else(|| {
         error(
             400,
@@ -282,6 +321,7 @@ fn parse_create(body: &[u8]) -> Result<Change, Reply> {
             .into_iter()
             .map(|d| d.to_ascii_lowercase())
             .collect(),
+        networks: b.networks,
         expires_at,
     })
 }

@@ -51,6 +51,10 @@ pub enum AuditKind {
     TokenExpired,
     /// A valid edit of the token file was taken in.
     TokensReloaded,
+    /// A token's destructive-change breaker tripped (`docs/guards.md`).
+    GuardTripped,
+    /// An admin released a token's breaker.
+    GuardReleased,
 }
 
 impl AuditKind {
@@ -64,6 +68,8 @@ impl AuditKind {
             AuditKind::TokenDeleted => "token.deleted",
             AuditKind::TokenExpired => "token.expired",
             AuditKind::TokensReloaded => "tokens.reloaded",
+            AuditKind::GuardTripped => "guard.tripped",
+            AuditKind::GuardReleased => "guard.released",
         }
     }
 }

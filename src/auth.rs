@@ -24,9 +24,23 @@ fn unauthorized(challenge: &'static str, detail: &str) -> ScimError {
     e
 }
 
+/// How the `Authorization` header may carry the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schemes {
+    /// `Bearer <token>` only (`policy.dialect: strict`).
+    BearerOnly,
+    /// Also a well-formed gate token with no scheme at all: Okta's "HTTP Header"
+    /// authentication mode sends `Authorization: <token>` (`docs/guards.md#okta`).
+    AlsoSchemeless,
+}
+
 /// Authenticates a request's headers against the store.
-pub fn authenticate(headers: &HeaderMap, store: &TokenStore) -> Result<TokenInfo, ScimError> {
-    let token = extract_bearer(headers)?;
+pub fn authenticate(
+    headers: &HeaderMap,
+    store: &TokenStore,
+    schemes: Schemes,
+) -> Result<TokenInfo, ScimError> {
+    let token = extract_bearer(headers, schemes)?;
     match store.lookup(token) {
         Lookup::Valid(info) => Ok(info),
         Lookup::Unknown => Err(unauthorized(
@@ -45,7 +59,7 @@ pub fn authenticate(headers: &HeaderMap, store: &TokenStore) -> Result<TokenInfo
 }
 
 /// Returns the token bytes of the one `Authorization: Bearer` header, or the 401/400 to send.
-pub fn extract_bearer(headers: &HeaderMap) -> Result<&[u8], ScimError> {
+pub fn extract_bearer(headers: &HeaderMap, schemes: Schemes) -> Result<&[u8], ScimError> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Err(unauthorized(
@@ -65,6 +79,11 @@ pub fn extract_bearer(headers: &HeaderMap) -> Result<&[u8], ScimError> {
         None => (raw, &raw[raw.len()..]),
     };
     if !scheme.eq_ignore_ascii_case(b"bearer") {
+        // A value that is a whole gate token, prefix and checksum, cannot be another scheme's
+        // credential: accepted as if `Bearer` preceded it, unless the dialect is strict.
+        if schemes == Schemes::AlsoSchemeless && rest.is_empty() && secret::well_formed(scheme) {
+            return Ok(scheme);
+        }
         return Err(unauthorized(
             CHALLENGE,
             "the Authorization scheme must be Bearer",
@@ -122,6 +141,7 @@ mod tests {
             status: Status::Active,
             sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
             domains: vec![],
+            networks: vec![],
             created_at: chrono::Utc::now(),
             refreshed_at: None,
             expires_at: None,
@@ -149,7 +169,7 @@ mod tests {
             b"BEARER   good-token  ",
             b"  Bearer\tgood-token",
         ] {
-            let info = authenticate(&headers(&[v]), &s).expect("valid");
+            let info = authenticate(&headers(&[v]), &s, Schemes::BearerOnly).expect("valid");
             assert_eq!(info.id(), "tok_1");
         }
     }
@@ -172,7 +192,7 @@ mod tests {
             ),
         ];
         for (values, status, challenge) in cases {
-            let e = authenticate(&headers(&values), &s).expect_err("refused");
+            let e = authenticate(&headers(&values), &s, Schemes::BearerOnly).expect_err("refused");
             assert_eq!(e.status, status, "{values:?}");
             assert_eq!(e.www_authenticate, Some(challenge), "{values:?}");
             assert!(
@@ -182,7 +202,7 @@ mod tests {
         }
         let long = format!("Bearer {}", "a".repeat(8192));
         assert_eq!(
-            authenticate(&headers(&[long.as_bytes()]), &s)
+            authenticate(&headers(&[long.as_bytes()]), &s, Schemes::BearerOnly)
                 .map_err(|e| e.status)
                 .err(),
             Some(401)
@@ -200,9 +220,42 @@ mod tests {
         } else {
             typo
         };
-        let e = extract_bearer(&headers(&[format!("Bearer {typo}").as_bytes()]))
-            .expect_err("bad checksum");
+        let e = extract_bearer(
+            &headers(&[format!("Bearer {typo}").as_bytes()]),
+            Schemes::BearerOnly,
+        )
+        .expect_err("bad checksum");
         assert!(e.detail.contains("checksum"));
-        assert!(extract_bearer(&headers(&[format!("Bearer {}", t.expose()).as_bytes()])).is_ok());
+        assert!(extract_bearer(
+            &headers(&[format!("Bearer {}", t.expose()).as_bytes()]),
+            Schemes::BearerOnly
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_schemeless_gate_token_is_accepted_unless_strict() {
+        let t = secret::NewToken::generate();
+        let bare = t.expose().as_bytes();
+        assert_eq!(
+            extract_bearer(&headers(&[bare]), Schemes::AlsoSchemeless).ok(),
+            Some(bare)
+        );
+        let e = extract_bearer(&headers(&[bare]), Schemes::BearerOnly).expect_err("strict");
+        assert_eq!(e.status, 401);
+        // Only a whole, well-formed gate token: not another scheme, not a typo, not two words.
+        let mut typo = t.expose().to_string();
+        typo.pop();
+        for v in [
+            typo.clone(),
+            "Basic dXNlcjpwYXNz".to_string(),
+            format!("Token {}", t.expose()),
+            "plain-secret".to_string(),
+        ] {
+            assert!(
+                extract_bearer(&headers(&[v.as_bytes()]), Schemes::AlsoSchemeless).is_err(),
+                "{v}"
+            );
+        }
     }
 }

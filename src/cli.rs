@@ -51,6 +51,8 @@ enum Command {
     HashToken,
     /// Manage tokens over the admin socket.
     Token(TokenArgs),
+    /// List or release tripped destructive-change guards over the admin socket.
+    Guard(GuardArgs),
     /// A web console for admins on loopback; prints a one-time sign-in link.
     Console {
         #[arg(long, conflicts_with = "config")]
@@ -81,6 +83,30 @@ struct TokenArgs {
     command: TokenCommand,
 }
 
+#[derive(Args)]
+struct GuardArgs {
+    /// The admin socket.
+    #[arg(long, global = true, conflicts_with = "config")]
+    socket: Option<PathBuf>,
+    /// Find the admin socket from this config file.
+    #[arg(short = 'c', long = "config", global = true)]
+    config: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: GuardCommand,
+}
+
+#[derive(Subcommand)]
+enum GuardCommand {
+    /// The tokens whose destructive-change guard is tripped.
+    List,
+    /// Let a token's destructive requests through again (after reviewing them); restarts its
+    /// window.
+    Release { token_id: String },
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token; the secret is printed once, alone on the first line.
@@ -91,6 +117,9 @@ enum TokenCommand {
         idp: String,
         #[arg(long = "domain")]
         domains: Vec<String>,
+        /// A client network (CIDR) the token may be used from; repeatable. None: any.
+        #[arg(long = "network")]
+        networks: Vec<String>,
         #[arg(long)]
         expires_in: Option<String>,
     },
@@ -124,6 +153,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::HashToken => hash_token(),
         Command::Token(args) => token(args),
+        Command::Guard(args) => guard(args),
         Command::Console {
             socket,
             config,
@@ -189,11 +219,11 @@ fn hash_token() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn socket_path(args: &TokenArgs) -> Result<PathBuf, String> {
-    match (&args.socket, &args.config) {
+fn socket_path(socket: &Option<PathBuf>, config: &Option<PathBuf>) -> Result<PathBuf, String> {
+    match (socket, config) {
         (Some(s), _) => Ok(s.clone()),
         (None, Some(c)) => socket_from_config(c),
-        (None, None) => Err("token commands need --socket PATH or -c CONFIG".into()),
+        (None, None) => Err("admin commands need --socket PATH or -c CONFIG".into()),
     }
 }
 
@@ -219,7 +249,7 @@ fn socket_from_config(path: &Path) -> Result<PathBuf, String> {
 }
 
 fn token(args: TokenArgs) -> ExitCode {
-    let socket = match socket_path(&args) {
+    let socket = match socket_path(&args.socket, &args.config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("scim-gate: {e}");
@@ -232,9 +262,13 @@ fn token(args: TokenArgs) -> ExitCode {
             tenant,
             idp,
             domains,
+            networks,
             expires_in,
         } => {
             let mut b = json!({ "tenant": tenant, "idp": idp, "domains": domains });
+            if let (false, Some(obj)) = (networks.is_empty(), b.as_object_mut()) {
+                obj.insert("networks".into(), json!(networks));
+            }
             if let (Some(e), Some(obj)) = (expires_in, b.as_object_mut()) {
                 obj.insert("expires_in".into(), Value::String(e.clone()));
             }
@@ -261,6 +295,66 @@ fn token(args: TokenArgs) -> ExitCode {
         return ExitCode::from(1);
     }
     print_reply(&args, &reply.body);
+    ExitCode::SUCCESS
+}
+
+fn guard(args: GuardArgs) -> ExitCode {
+    let socket = match socket_path(&args.socket, &args.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("scim-gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = AdminClient::new(&socket);
+    let (method, path) = match &args.command {
+        GuardCommand::List => ("GET", "/guards".to_string()),
+        GuardCommand::Release { token_id } => {
+            ("POST", format!("/guards/{}/release", enc(token_id)))
+        }
+    };
+    let reply = match client.call(method, &path, None) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    if !(200..300).contains(&reply.status) {
+        let msg = reply.body["error"]
+            .as_str()
+            .unwrap_or("refused")
+            .to_string();
+        eprintln!("scim-gate: {} ({})", msg, reply.status);
+        return ExitCode::from(1);
+    }
+    if args.json {
+        println!("{}", reply.body);
+        return ExitCode::SUCCESS;
+    }
+    match &args.command {
+        GuardCommand::List => {
+            let guards = reply.body["guards"].as_array().cloned().unwrap_or_default();
+            if guards.is_empty() {
+                println!("no guard is tripped");
+            } else {
+                println!(
+                    "{:<14} {:<12} {:<10} {:<12} TRIPPED_AT",
+                    "TOKEN", "TENANT", "IDP", "GUARD"
+                );
+                for g in guards {
+                    println!(
+                        "{:<14} {:<12} {:<10} {:<12} {}",
+                        g["token_id"].as_str().unwrap_or(""),
+                        g["tenant"].as_str().unwrap_or(""),
+                        g["idp"].as_str().unwrap_or(""),
+                        g["guard"].as_str().unwrap_or(""),
+                        g["tripped_at"].as_str().unwrap_or(""),
+                    );
+                }
+            }
+        }
+        GuardCommand::Release { token_id } => {
+            println!("released the destructive-change guard of {token_id}");
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -310,12 +404,13 @@ fn print_reply(args: &TokenArgs, body: &Value) {
         TokenCommand::Delete { id } => println!("deleted {id}"),
         _ => {
             println!(
-                "id: {}\ntenant: {}\nidp: {}\nstatus: {}\ndomains: {}\nexpires_at: {}",
+                "id: {}\ntenant: {}\nidp: {}\nstatus: {}\ndomains: {}\nnetworks: {}\nexpires_at: {}",
                 body["id"].as_str().unwrap_or(""),
                 body["tenant"].as_str().unwrap_or(""),
                 body["idp"].as_str().unwrap_or(""),
                 body["status"].as_str().unwrap_or(""),
                 join(&body["domains"]),
+                join(&body["networks"]),
                 body["expires_at"].as_str().unwrap_or("never"),
             );
             if body["token"].is_string() {

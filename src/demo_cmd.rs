@@ -35,6 +35,7 @@ fn start(port: u16) -> Result<ExitCode, Box<dyn std::error::Error>> {
             tenant: "demo".into(),
             idp: Idp::Other,
             domains: vec![],
+            networks: vec![],
             expires_at: None,
         },
         None,

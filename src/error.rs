@@ -14,6 +14,10 @@ pub struct ScimError {
     pub detail: String,
     /// Set for 401s: the `WWW-Authenticate` value (RFC 6750 §3).
     pub www_authenticate: Option<&'static str>,
+    /// Set for 429 and 503: `Retry-After` in whole seconds (RFC 9110 §10.2.3).
+    pub retry_after: Option<u64>,
+    /// Set when a guard rail refused the request (the access log's `limited=`).
+    pub limited: Option<crate::guards::Limited>,
 }
 
 impl ScimError {
@@ -27,7 +31,21 @@ impl ScimError {
             scim_type,
             detail: detail.into(),
             www_authenticate: None,
+            retry_after: None,
+            limited: None,
         }
+    }
+
+    /// The same error, marked as a guard rail's refusal.
+    pub fn limited(mut self, reason: crate::guards::Limited) -> ScimError {
+        self.limited = Some(reason);
+        self
+    }
+
+    /// The same error with a `Retry-After` of `seconds` (at least 1).
+    pub fn retry_after(mut self, seconds: u64) -> ScimError {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// The RFC 7644 body: `status` is a string, `scimType` only when there is one.
@@ -51,6 +69,9 @@ impl ScimError {
         h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         if let Some(w) = self.www_authenticate {
             h.insert_header(http::header::WWW_AUTHENTICATE, w)?;
+        }
+        if let Some(s) = self.retry_after {
+            h.insert_header(http::header::RETRY_AFTER, s.to_string())?;
         }
         Ok(h)
     }

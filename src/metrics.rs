@@ -184,6 +184,20 @@ fn unreachable_metric(e: prometheus::Error) -> ! {
 
 /// Touches every metric so they appear in `/metrics` from the start (an operator's alert on
 /// `scim_gate_token_reloads_total{result="error"}` should see 0, not "no data").
+/// Requests a guard rail refused, by `reason` (`guards::Limited`).
+pub static LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "scim_gate_limited_total",
+                "Requests refused by a guard rail: rate, upstream_busy, destructive, network",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
 /// Open client connections on the public listener (`server.max_connections` bounds it).
 pub static CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
     register(
@@ -250,6 +264,9 @@ pub fn init() {
     LazyLock::force(&TOKEN_EXPIRY);
     LazyLock::force(&UPSTREAM_ERRORS);
     LazyLock::force(&CONNECTIONS);
+    for reason in crate::guards::Limited::ALL {
+        LIMITED.with_label_values(&[reason.label()]);
+    }
     for reason in [
         ConnectionClose::MaxConnections,
         ConnectionClose::HeaderTimeout,

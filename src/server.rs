@@ -66,6 +66,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
         Some(audit.clone()),
     )?;
     let gate = Arc::new(Gate::new(cfg, tokens.clone())?);
+    gate.breakers().set_audit(audit.clone());
 
     if !opts.upgrade {
         // Pingora panics inside the listening service when a bind fails; check first so the
@@ -133,6 +134,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
             tokens.clone(),
             audit,
             cfg.admin.allowed_uids.clone(),
+            gate.breakers().clone(),
         )),
     );
     // Pingora's add_uds defaults to mode 0666; the admin socket must be 0600 (docs/admin-api.md#socket-and-permissions).

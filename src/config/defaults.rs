@@ -18,6 +18,16 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `server.max_connections`: open client connections; more are refused at once.
 pub const MAX_CONNECTIONS: usize = 10_000;
+/// `limits.rate`: requests per second per token, twice what Entra documents it sends (25/s).
+pub const RATE: f64 = 50.0;
+/// `limits.burst`.
+pub const BURST: u32 = 100;
+/// `limits.upstream_max_in_flight`: requests in flight to the directory, all tokens together.
+pub const UPSTREAM_MAX_IN_FLIGHT: usize = 64;
+/// `guards.destructive.max`: destructive requests per token inside the window.
+pub const DESTRUCTIVE_MAX: u32 = 100;
+/// `guards.destructive.window`.
+pub const DESTRUCTIVE_WINDOW: Duration = Duration::from_secs(600);
 /// `base_path`: the public SCIM root.
 pub const BASE_PATH: &str = "/scim/v2";
 /// `upstream.connect_timeout` (502 beyond it).

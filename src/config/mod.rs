@@ -20,12 +20,16 @@ use std::time::Duration;
 use crate::scim::{Dialect, ExtensionAllow, Policy, PolicySpec};
 
 pub mod defaults;
+mod guards;
 pub mod raw;
 mod values;
 
+pub use guards::{DestructiveConfig, LimitsConfig, Rate};
+
 use raw::{
-    DialectName, ExtensionAttrs, RawAdmin, RawAudit, RawConfig, RawMetrics, RawPolicy, RawServer,
-    RawTls, RawTokens, RawUpstream, Updatable,
+    DialectName, ExtensionAttrs, RawAdmin, RawAudit, RawConfig, RawDestructive, RawGuards,
+    RawLimits, RawMetrics, RawPolicy, RawRate, RawServer, RawTls, RawTokens, RawUpstream,
+    Updatable,
 };
 use values::normalize_base_path;
 pub use values::{format_duration, parse_duration, parse_upstream_url, UpstreamTarget};
@@ -81,6 +85,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `policy:` — the SCIM checks, compiled.
     pub policy: PolicyConfig,
+    /// `limits:` — rate limits and the directory's saturation bound.
+    pub limits: LimitsConfig,
+    /// `guards.destructive:` — the destructive-change breaker.
+    pub destructive: DestructiveConfig,
 }
 
 /// `server:`.
@@ -104,6 +112,10 @@ pub struct ServerConfig {
     /// Open client connections at most (before the open-file limit may lower it at start).
     /// At least 1.
     pub max_connections: usize,
+    /// Client networks that may call the SCIM side; empty = any.
+    pub allowed_networks: Vec<crate::net::Cidr>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::net::Cidr>,
 }
 
 /// `server.tls:`, absolute paths.
@@ -259,6 +271,13 @@ impl Config {
                 .map_err(|e| r.invalid("metrics.listen", format!("{listen:?}: {e}")))?,
         };
         let policy = r.policy(raw.policy.unwrap_or_default())?;
+        let limits = r.limits(raw.limits.unwrap_or_default())?;
+        let destructive = r.destructive(
+            raw.guards
+                .unwrap_or_default()
+                .destructive
+                .unwrap_or_default(),
+        )?;
         Ok(Config {
             server,
             base_path,
@@ -268,6 +287,8 @@ impl Config {
             audit,
             metrics,
             policy,
+            limits,
+            destructive,
         })
     }
 
@@ -288,6 +309,8 @@ impl Config {
                 header_timeout: Some(s.header_timeout),
                 idle_timeout: Some(s.idle_timeout),
                 max_connections: Some(s.max_connections),
+                allowed_networks: Some(s.allowed_networks.iter().map(|c| c.to_string()).collect()),
+                trusted_proxies: Some(s.trusted_proxies.iter().map(|c| c.to_string()).collect()),
             }),
             base_path: Some(self.base_path.clone()),
             upstream: RawUpstream {
@@ -337,6 +360,30 @@ impl Config {
                 ),
                 max_filter_terms: Some(p.max_filter_terms),
                 bulk_max_operations: Some(p.bulk_max_operations),
+            }),
+            limits: Some(RawLimits {
+                rate: Some(self.limits.rate.per_second),
+                burst: Some(self.limits.rate.burst),
+                per_idp: Some(
+                    self.limits
+                        .per_idp
+                        .iter()
+                        .map(|(idp, r)| {
+                            let raw = RawRate {
+                                rate: Some(r.per_second),
+                                burst: Some(r.burst),
+                            };
+                            (idp.as_str().to_string(), raw)
+                        })
+                        .collect(),
+                ),
+                upstream_max_in_flight: Some(self.limits.upstream_max_in_flight),
+            }),
+            guards: Some(RawGuards {
+                destructive: Some(RawDestructive {
+                    max: Some(self.destructive.max),
+                    window: Some(self.destructive.window),
+                }),
             }),
         }
     }
@@ -428,6 +475,8 @@ impl Resolver<'_> {
                 raw.idle_timeout.unwrap_or(defaults::IDLE_TIMEOUT),
             )?,
             max_connections,
+            allowed_networks: self.networks("server.allowed_networks", raw.allowed_networks)?,
+            trusted_proxies: self.networks("server.trusted_proxies", raw.trusted_proxies)?,
         })
     }
 

@@ -71,6 +71,107 @@ pub struct RawConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub policy: Option<RawPolicy>,
+    /// Rate limits and the directory's saturation bound.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limits: Option<RawLimits>,
+    /// The destructive-change breaker.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub guards: Option<RawGuards>,
+}
+
+/// `limits:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Requests per second per token (a token bucket's refill rate).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rate: Option<f64>,
+    /// The bucket's size: requests a token may send at once after a quiet time.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub burst: Option<u32>,
+    /// Overrides by IdP name (`okta: {rate: 50, burst: 100}`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_idp: Option<BTreeMap<String, RawRate>>,
+    /// Requests in flight to the directory, all tokens together.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub upstream_max_in_flight: Option<usize>,
+}
+
+/// One `limits.per_idp` entry; a missing key takes the global value.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    /// Requests per second.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub rate: Option<f64>,
+    /// Bucket size.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub burst: Option<u32>,
+}
+
+/// `guards:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuards {
+    /// The destructive-change breaker, per token.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub destructive: Option<RawDestructive>,
+}
+
+/// `guards.destructive:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestructive {
+    /// Destructive requests a token may make inside `window`; one more trips the breaker.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max: Option<u32>,
+    /// The sliding window.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
 }
 
 /// `server:`.
@@ -130,6 +231,20 @@ pub struct RawServer {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_connections: Option<usize>,
+    /// CIDRs that may call the SCIM side; empty = any.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allowed_networks: Option<Vec<String>>,
+    /// CIDRs whose `X-Forwarded-For` is believed for the client address.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// `server.tls:`.

@@ -144,7 +144,7 @@ impl Gate {
             deadline: self.read_timeout,
             concurrency: READ_CONCURRENCY,
         };
-        check_body(
+        let (checked, destructive) = check_body(
             &self.policy,
             &self.upstream,
             limits,
@@ -153,7 +153,10 @@ impl Gate {
             body,
             &caller,
         )
-        .await
+        .await?;
+        // Counted only once the body passed every check: a refused body changed nothing.
+        self.breakers.admit(token, destructive)?;
+        Ok(checked)
     }
 
     /// Substitutes the checked body (replay path) or withholds and then checks it (stream path).
@@ -206,8 +209,9 @@ impl Gate {
     }
 }
 
-/// Runs the SCIM checks on a whole body; returns the bytes to forward. A PUT's current
-/// resource is read through `current` (the upstream, or a test's stub).
+/// Runs the SCIM checks on a whole body; returns the bytes to forward and how many destructive
+/// changes they make (`guards::Breakers`). A PUT's current resource is read through `current`
+/// (the upstream, or a test's stub).
 pub(super) async fn check_body<C: CurrentResources>(
     policy: &Policy,
     current: &C,
@@ -216,12 +220,12 @@ pub(super) async fn check_body<C: CurrentResources>(
     method: Option<WriteMethod>,
     body: Bytes,
     caller: &Caller<'_>,
-) -> Result<Bytes, ScimError> {
+) -> Result<(Bytes, u32), ScimError> {
     let domains = caller.domains;
     let prepared = match route {
         Route::Search(_) => {
             policy.check_search(&body).map_err(reject)?;
-            return Ok(body);
+            return Ok((body, 0));
         }
         Route::Bulk => policy.prepare_bulk(&body, domains),
         Route::Collection(resource) | Route::Item(resource, _) => {
@@ -237,7 +241,7 @@ pub(super) async fn check_body<C: CurrentResources>(
                 domains,
             })
         }
-        _ => return Ok(body),
+        _ => return Ok((body, 0)),
     }
     .map_err(reject)?;
     let resources = if prepared.needs().is_empty() {
@@ -248,7 +252,8 @@ pub(super) async fn check_body<C: CurrentResources>(
             .map_err(|e| read_error(&e))?
     };
     let checked = prepared.finish(&resources).map_err(reject)?;
-    Ok(checked.body.map(Bytes::from).unwrap_or(body))
+    let destructive = checked.destructive;
+    Ok((checked.body.map(Bytes::from).unwrap_or(body), destructive))
 }
 
 /// Records a check failure on the stream path and fails the body filter, which drops the
@@ -506,7 +511,11 @@ mod tests {
         )
     }
 
-    async fn bulk(stub: &Stub, limits: ReadLimits, ids: &[String]) -> Result<Bytes, ScimError> {
+    async fn bulk(
+        stub: &Stub,
+        limits: ReadLimits,
+        ids: &[String],
+    ) -> Result<(Bytes, u32), ScimError> {
         let cfg = config();
         let body = bulk_of_puts(ids, &stub.user);
         check_body(

@@ -49,6 +49,11 @@ pub struct GateCtx {
     pub(super) counted: bool,
     /// PUT and PATCH share a route; the checks need to know which one this is.
     pub(super) body_method: Option<WriteMethod>,
+    /// This request's place among those in flight to the directory; given back when the
+    /// context is dropped (`limits.upstream_max_in_flight`).
+    pub(super) upstream_slot: Option<crate::guards::UpstreamSlot>,
+    /// The guard rail that refused this request, for the access log.
+    pub(super) limited: Option<crate::guards::Limited>,
 }
 
 impl GateCtx {

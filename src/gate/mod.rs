@@ -39,6 +39,7 @@ pub use guard::{GuardInput, RequestGuard};
 use crate::auth;
 use crate::config::Config;
 use crate::error::ScimError;
+use crate::guards::{Breakers, InFlight, NetworkGuard, RateGuard};
 use crate::metrics::{self, Outcome};
 use crate::routes::{match_route, Route};
 use crate::scim::Policy;
@@ -71,12 +72,25 @@ pub struct Gate {
     upstream: Upstream,
     guards: GuardChain,
     in_flight: AtomicUsize,
+    /// Requests in flight to the directory (`limits.upstream_max_in_flight`).
+    upstream_in_flight: InFlight,
+    /// Whether a schemeless gate token is accepted (every dialect but `strict`).
+    schemes: auth::Schemes,
+    /// The destructive-change breakers (`guards.destructive`).
+    breakers: Arc<Breakers>,
 }
 
 impl Gate {
-    /// Builds the gate for a resolved configuration. Resolves the upstream's host name once,
-    /// here, so no request waits on DNS.
+    /// Builds the gate for a resolved configuration, with the guard rails it configures
+    /// (networks, then the rate limit; `docs/guards.md`). Resolves the upstream's host name
+    /// once, here, so no request waits on DNS.
     pub fn new(cfg: &Config, tokens: Arc<TokenStore>) -> Result<Gate, UpstreamError> {
+        let mut guards = GuardChain::default();
+        guards.push(Box::new(NetworkGuard::new(
+            cfg.server.allowed_networks.clone(),
+            cfg.server.trusted_proxies.clone(),
+        )));
+        guards.push(Box::new(RateGuard::new(&cfg.limits)));
         Ok(Gate {
             base_path: cfg.base_path.clone(),
             max_body: cfg.policy.max_body_bytes,
@@ -87,8 +101,14 @@ impl Gate {
             tokens,
             policy: cfg.policy.compiled.clone(),
             upstream: Upstream::new(cfg)?,
-            guards: GuardChain::default(),
+            guards,
             in_flight: AtomicUsize::new(0),
+            upstream_in_flight: InFlight::new(cfg.limits.upstream_max_in_flight),
+            breakers: Arc::new(Breakers::new(&cfg.destructive)),
+            schemes: match cfg.policy.spec.dialect {
+                crate::scim::Dialect::Strict => auth::Schemes::BearerOnly,
+                _ => auth::Schemes::AlsoSchemeless,
+            },
         })
     }
 
@@ -96,6 +116,11 @@ impl Gate {
     pub fn with_guard(mut self, guard: impl RequestGuard + 'static) -> Gate {
         self.guards.push(Box::new(guard));
         self
+    }
+
+    /// The destructive-change breakers, for the admin socket's `/guards` routes.
+    pub(crate) fn breakers(&self) -> &Arc<Breakers> {
+        &self.breakers
     }
 
     /// The token store this gate authenticates against.
@@ -124,6 +149,7 @@ impl Gate {
                 if ctx.outcome == Outcome::Forwarded {
                     ctx.outcome = Outcome::Rejected;
                 }
+                ctx.limited = e.limited;
                 self.answer(session, &e).await?;
                 Ok(Decision::Responded)
             }
@@ -140,7 +166,7 @@ impl Gate {
             self.guards.before_auth(&guard_input(session, ctx))?;
         }
         let req = session.req_header();
-        let token = auth::authenticate(&req.headers, &self.tokens)
+        let token = auth::authenticate(&req.headers, &self.tokens, self.schemes)
             .inspect_err(|_| ctx.outcome = Outcome::Unauthorized)?;
         ctx.token = Some(token);
         if let (false, Some(token)) = (self.guards.is_empty(), &ctx.token) {
@@ -162,6 +188,11 @@ impl Gate {
             self.admit_body(session, ctx, &route).await?;
         } else {
             admission::check_no_body(req)?;
+            if let (&http::Method::DELETE, Route::Item(..), Some(token)) =
+                (&method, &route, &ctx.token)
+            {
+                self.breakers.admit(token, 1)?;
+            }
         }
         // No tunnel past the checks: without `Upgrade` on the request, neither the upstream
         // nor Pingora treats the exchange as a protocol switch (a 101 anyway is refused in
@@ -169,6 +200,8 @@ impl Gate {
         session
             .req_header_mut()
             .remove_header(&http::header::UPGRADE);
+        // Last, so only a request that will really be forwarded takes a place.
+        ctx.upstream_slot = Some(self.upstream_in_flight.enter()?);
         Ok(())
     }
 
@@ -293,7 +326,7 @@ impl Gate {
         metrics::DURATION.observe(elapsed);
         log::info!(
             target: "access",
-            "token={} tenant={} method={} route={} status={} upstream_status={} outcome={} duration_ms={:.2}",
+            "token={} tenant={} method={} route={} status={} upstream_status={} outcome={} limited={} duration_ms={:.2}",
             ctx.token_id().unwrap_or("-"),
             ctx.tenant().unwrap_or("-"),
             method,
@@ -301,6 +334,7 @@ impl Gate {
             status,
             ctx.upstream_status.map_or("-".to_string(), |s| s.to_string()),
             ctx.outcome.label(),
+            ctx.limited.map_or("-", |l| l.label()),
             elapsed * 1000.0,
         );
     }

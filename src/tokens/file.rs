@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{secret, tenant, FastMap, FastSet};
+use crate::net::Cidr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +81,10 @@ pub struct TokenRecord {
     #[serde(default)]
     /// E-mail domains it may write (empty: any).
     pub domains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Client networks (CIDR blocks) it may be used from (empty: any). Left out of the file
+    /// when empty, so files written before the field existed stay as they were.
+    pub networks: Vec<String>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     #[serde(default)]
@@ -164,7 +169,7 @@ pub struct YamlProblem {
 }
 
 /// The field names of the file, the only text of a serde message that may be repeated.
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "tokens",
     "id",
     "tenant",
@@ -172,6 +177,7 @@ const FIELDS: [&str; 10] = [
     "status",
     "sha256",
     "domains",
+    "networks",
     "created_at",
     "refreshed_at",
     "expires_at",
@@ -181,7 +187,7 @@ impl YamlProblem {
     fn of(e: &serde_yaml::Error) -> YamlProblem {
         let msg = e.to_string();
         let what = if msg.contains("unknown field") {
-            "unknown field (the fields are id, tenant, idp, status, sha256, domains, created_at, refreshed_at, expires_at)"
+            "unknown field (the fields are id, tenant, idp, status, sha256, domains, networks, created_at, refreshed_at, expires_at)"
         } else if msg.contains("unknown variant") {
             "unknown variant (idp is one of entra, okta, google, onelogin, jumpcloud, other; status is active or inactive)"
         } else if msg.contains("missing field") {
@@ -211,7 +217,7 @@ impl YamlProblem {
 }
 
 /// "missing field X" for each of [`FIELDS`], as static text.
-const MISSING: [&str; 10] = [
+const MISSING: [&str; 11] = [
     "missing field tokens",
     "missing field id",
     "missing field tenant",
@@ -219,6 +225,7 @@ const MISSING: [&str; 10] = [
     "missing field status",
     "missing field sha256",
     "missing field domains",
+    "missing field networks",
     "missing field created_at",
     "missing field refreshed_at",
     "missing field expires_at",
@@ -312,6 +319,12 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
             .any(|d| d.is_empty() || d.contains('@') || d.chars().any(char::is_whitespace))
         {
             return Err(bad("domains must be bare domain names like acme.com"));
+        }
+        if r.networks.iter().any(|n| Cidr::parse(n).is_err()) {
+            // The text is not quoted: a value in the wrong field may be a pasted secret.
+            return Err(bad(
+                "networks must be CIDR blocks like 10.0.0.0/8 or 2001:db8::/32, host bits zero",
+            ));
         }
         let Some(digest) = secret::from_hex(&r.sha256) else {
             return Err(TokenFileError::BadHash { id: r.id.clone() });

@@ -105,6 +105,8 @@ pub enum Change {
         idp: Idp,
         /// E-mail domains it may write (empty: any).
         domains: Vec<String>,
+        /// Client networks (CIDR) it may be used from (empty: any).
+        networks: Vec<String>,
         /// When it stops working, if ever.
         expires_at: Option<DateTime<Utc>>,
     },
@@ -229,7 +231,9 @@ impl TokenStore {
         drop(bytes);
         w.last_failed = None;
         let changes = diff(&old, &records);
-        self.current.store(Arc::new(TokenSet::build(&records)));
+        let set = TokenSet::build(&records);
+        set.carry_from(&self.current.load());
+        self.current.store(Arc::new(set));
         w.last_digest = Some(digest);
         drop(old);
         release_freed_memory(records.len());
@@ -309,7 +313,9 @@ impl TokenStore {
             }
             w.last_digest = Some(fingerprint(&bytes));
         }
-        self.current.store(Arc::new(TokenSet::build(&records)));
+        let set = TokenSet::build(&records);
+        set.carry_from(&self.current.load());
+        self.current.store(Arc::new(set));
         self.publish_metrics();
         Ok(changed)
     }
@@ -332,6 +338,7 @@ impl TokenStore {
                 tenant,
                 idp,
                 domains,
+                networks,
                 expires_at,
             } => {
                 let held = records
@@ -353,6 +360,7 @@ impl TokenStore {
                     status: Status::Active,
                     sha256: secret::to_hex(&token.sha256()),
                     domains,
+                    networks,
                     created_at: now,
                     refreshed_at: None,
                     expires_at,
@@ -556,6 +564,7 @@ mod tests {
             status: Status::Active,
             sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
             domains: vec![],
+            networks: vec![],
             created_at: Utc::now(),
             refreshed_at: None,
             expires_at: None,
@@ -603,6 +612,7 @@ mod tests {
             tenant: "acme".into(),
             idp: Idp::Okta,
             domains: vec!["acme.com".into()],
+            networks: vec![],
             expires_at: None,
         };
         let a = store.apply(create(), Some(0)).expect("first");
@@ -683,6 +693,7 @@ mod tests {
                     tenant: "acme".into(),
                     idp: Idp::Entra,
                     domains: vec![],
+                    networks: vec![],
                     expires_at: None,
                 },
                 None,
@@ -715,6 +726,7 @@ mod tests {
                     tenant: "beta".into(),
                     idp: Idp::Okta,
                     domains: vec![],
+                    networks: vec![],
                     expires_at: None,
                 },
                 None,

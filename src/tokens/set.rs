@@ -10,12 +10,14 @@
 //!   non-matching slot without touching its digest (one cache miss for most lookups, whatever
 //!   the number of tokens).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::file::{Idp, Status, TokenRecord};
 use super::{secret, FastMap, FastSet};
+use crate::net::Cidr;
 
 const EMPTY: u32 = u32::MAX;
 const NONE_MS: i64 = i64::MIN;
@@ -26,12 +28,16 @@ struct Slot {
     id_len: u32,
     tenant: u32,
     domains: u32,
+    networks: u32,
     created_ms: i64,
     refreshed_ms: i64,
     expires_ms: i64,
     idp: Idp,
     status: Status,
 }
+
+/// A token's `networks`, as written (for the records) and parsed (for the guard).
+type NetworkList = (Arc<[String]>, Arc<[Cidr]>);
 
 /// An immutable set of tokens. Built whole by a writer, then published; never mutated.
 #[derive(Debug, Default)]
@@ -43,6 +49,13 @@ pub struct TokenSet {
     ids: String,
     tenants: Vec<Arc<str>>,
     domain_lists: Vec<Arc<[String]>>,
+    /// Interned like the domains: as written (for the records) and parsed (for the guard).
+    network_lists: Vec<NetworkList>,
+    /// Per token, parallel to `slots`: the rate limiter's cell (`guards::rate`). Mutable state
+    /// in an immutable set: a cell is only ever touched atomically, and a new set takes the
+    /// cells of the tokens it keeps ([`TokenSet::carry_from`]), so a reload does not hand
+    /// every token a fresh burst.
+    rate_cells: Vec<AtomicU64>,
 }
 
 /// The answer of a lookup. Inactive and expired tokens are told apart so the 401's detail can
@@ -86,6 +99,14 @@ impl TokenInfo {
     pub fn domains(&self) -> &[String] {
         &self.set.domain_lists[self.slot().domains as usize]
     }
+    /// The client networks it may be used from; empty means any.
+    pub fn networks(&self) -> &[Cidr] {
+        &self.set.network_lists[self.slot().networks as usize].1
+    }
+    /// This token's rate-limiter cell (`guards::rate`).
+    pub(crate) fn rate_cell(&self) -> &AtomicU64 {
+        &self.set.rate_cells[self.slot as usize]
+    }
 }
 
 fn bucket(d: &[u8; 32]) -> u64 {
@@ -119,6 +140,7 @@ impl TokenSet {
         };
         let mut tenant_ids: FastMap<&str, u32> = FastMap::default();
         let mut domain_ids: FastMap<&[String], u32> = FastMap::default();
+        let mut network_ids: FastMap<&[String], u32> = FastMap::default();
         for r in records {
             let Some(digest) = secret::from_hex(&r.sha256) else {
                 continue;
@@ -131,6 +153,18 @@ impl TokenSet {
                 set.domain_lists.push(Arc::from(r.domains.clone()));
                 (set.domain_lists.len() - 1) as u32
             });
+            let networks = *network_ids.entry(r.networks.as_slice()).or_insert_with(|| {
+                // Validated at load (`file::validate`); an entry that does not parse is
+                // dropped rather than widening the list.
+                let parsed: Vec<Cidr> = r
+                    .networks
+                    .iter()
+                    .filter_map(|n| Cidr::parse(n).ok())
+                    .collect();
+                set.network_lists
+                    .push((Arc::from(r.networks.clone()), Arc::from(parsed)));
+                (set.network_lists.len() - 1) as u32
+            });
             let id_start = set.ids.len() as u32;
             set.ids.push_str(&r.id);
             set.slots.push(Slot {
@@ -138,6 +172,7 @@ impl TokenSet {
                 id_len: r.id.len() as u32,
                 tenant,
                 domains,
+                networks,
                 created_ms: r.created_at.timestamp_millis(),
                 refreshed_ms: ms(r.refreshed_at),
                 expires_ms: ms(r.expires_at),
@@ -147,8 +182,21 @@ impl TokenSet {
             set.digests.push(digest);
         }
         set.ids.shrink_to_fit();
+        set.rate_cells = (0..set.slots.len()).map(|_| AtomicU64::new(0)).collect();
         set.build_index();
         set
+    }
+
+    /// Takes over the rate-limiter cells of the tokens `previous` also holds (same hash), so a
+    /// reload or an admin change keeps every other token's accounting. Requests counted in
+    /// `previous` between this copy and the swap are lost: a few milliseconds, once per change.
+    pub(crate) fn carry_from(&self, previous: &TokenSet) {
+        for (i, digest) in self.digests.iter().enumerate() {
+            if let Some(j) = previous.find(digest) {
+                let tat = previous.rate_cells[j as usize].load(Ordering::Relaxed);
+                self.rate_cells[i].store(tat, Ordering::Relaxed);
+            }
+        }
     }
 
     fn build_index(&mut self) {
@@ -221,6 +269,7 @@ impl TokenSet {
             status: s.status,
             sha256: secret::to_hex(&self.digests[i]),
             domains: self.domain_lists[s.domains as usize].to_vec(),
+            networks: self.network_lists[s.networks as usize].0.to_vec(),
             created_at: time(s.created_ms).unwrap_or_default(),
             refreshed_at: time(s.refreshed_ms),
             expires_at: time(s.expires_ms),
@@ -281,6 +330,7 @@ impl TokenSet {
             && s.status == r.status
             && secret::from_hex(&r.sha256) == Some(self.digests[i])
             && *self.domain_lists[s.domains as usize] == *r.domains
+            && *self.network_lists[s.networks as usize].0 == *r.networks
             && s.created_ms == r.created_at.timestamp_millis()
             && s.refreshed_ms == ms(r.refreshed_at)
             && s.expires_ms == ms(r.expires_at)
@@ -314,6 +364,11 @@ mod tests {
             sha256: secret::to_hex(&secret::sha256(format!("secret-{i}").as_bytes())),
             domains: if i.is_multiple_of(3) {
                 vec!["acme.com".into()]
+            } else {
+                vec![]
+            },
+            networks: if i.is_multiple_of(5) {
+                vec!["10.0.0.0/8".into()]
             } else {
                 vec![]
             },

@@ -14,6 +14,7 @@ mod connections;
 mod console;
 mod embed;
 mod fuzz_requests;
+mod guards;
 mod lifecycle;
 mod reliability_logs;
 mod reliability_tenants;

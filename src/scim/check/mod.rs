@@ -27,6 +27,7 @@
 
 mod bulk;
 mod context;
+mod destructive;
 mod domains;
 mod patch;
 mod put;
@@ -79,6 +80,8 @@ pub struct Prepared {
     needs: Vec<(Resource, String)>,
     puts: Vec<PendingPut>,
     body: Option<Vec<u8>>,
+    /// Destructive operations found in phase one (PATCH, Bulk DELETE and PATCH).
+    destructive: u32,
 }
 
 /// A PUT waiting for its comparison with the current resource.
@@ -96,6 +99,10 @@ struct PendingPut {
 pub struct Checked {
     /// `Some` only when `normalize` rewrote the body; `None`: forward the original bytes.
     pub body: Option<Vec<u8>>,
+    /// How many destructive changes the request makes (a User set inactive, a Group emptied,
+    /// a DELETE inside Bulk), for the destructive-change breaker. A single request counts at
+    /// most 1; a Bulk request counts each operation.
+    pub destructive: u32,
 }
 
 impl Policy {
@@ -104,9 +111,13 @@ impl Policy {
         let mut root = parse_object(req.body)?;
         let mut cx = Cx::new(&self.inner, req.resource, req.domains);
         let mut puts = Vec::new();
+        let mut destructive = 0;
         match req.method {
             WriteMethod::Post => cx.check_resource(&mut root, WriteMethod::Post)?,
-            WriteMethod::Patch => cx.check_patch(&mut root)?,
+            WriteMethod::Patch => {
+                cx.check_patch(&mut root)?;
+                destructive = u32::from(destructive::patch(req.resource, &root));
+            }
             WriteMethod::Put => {
                 let id = req
                     .id
@@ -116,7 +127,7 @@ impl Policy {
                 puts.push((req.resource, id.to_string(), String::new()));
             }
         }
-        self.prepared(cx.changed, root, puts, |root, _| root.clone())
+        self.prepared(cx.changed, root, puts, destructive, |root, _| root.clone())
     }
 
     /// Phase one of a `/Bulk` request (RFC 7644 §3.7): every operation is checked like the
@@ -124,7 +135,8 @@ impl Policy {
     pub fn prepare_bulk(&self, body: &[u8], domains: &[String]) -> Result<Prepared, Rejection> {
         let mut root = parse_object(body)?;
         let (puts, changed) = bulk::check_bulk(&self.inner, &mut root, domains)?;
-        self.prepared(changed, root, puts, |root, prefix| {
+        let destructive = destructive::bulk(&root);
+        self.prepared(changed, root, puts, destructive, |root, prefix| {
             bulk::bulk_data(root, prefix)
                 .cloned()
                 .unwrap_or(Value::Null)
@@ -151,6 +163,7 @@ impl Policy {
         changed: bool,
         root: Value,
         puts: Vec<(Resource, String, String)>,
+        destructive: u32,
         value_of: impl Fn(&Value, &str) -> Value,
     ) -> Result<Prepared, Rejection> {
         let body = if changed {
@@ -181,6 +194,7 @@ impl Policy {
             needs,
             puts,
             body,
+            destructive,
         })
     }
 }
@@ -199,6 +213,7 @@ impl Prepared {
         self,
         current: &HashMap<(Resource, String), Value>,
     ) -> Result<Checked, Rejection> {
+        let mut destructive = self.destructive;
         for put in &self.puts {
             let cur = current
                 .get(&(put.resource, put.id.clone()))
@@ -216,7 +231,11 @@ impl Prepared {
             })?;
             put::compare_put(&self.inner, put.resource, body, cur)
                 .map_err(|e| e.prefixed(&put.prefix))?;
+            destructive += u32::from(destructive::put(put.resource, body, cur));
         }
-        Ok(Checked { body: self.body })
+        Ok(Checked {
+            body: self.body,
+            destructive,
+        })
     }
 }

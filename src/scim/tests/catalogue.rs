@@ -76,7 +76,10 @@ fn ids_are_unique_and_only_strict_refuses() {
 #[test]
 fn harmless_deviations_pass_strict_as_sent() {
     let p = policy(Dialect::Strict);
-    let untouched = Ok(Checked { body: None });
+    let untouched = Ok(Checked {
+        body: None,
+        destructive: 0,
+    });
     // padded-path
     let r = patch_users(
         &p,
@@ -104,6 +107,9 @@ fn harmless_deviations_pass_strict_as_sent() {
     let r = p.prepare_bulk(bulk.to_string().as_bytes(), &[]);
     assert!(matches!(
         r.map(|x| x.finish(&HashMap::new())),
-        Ok(Ok(Checked { body: None }))
+        Ok(Ok(Checked {
+            body: None,
+            destructive: 0
+        }))
     ));
 }

@@ -1,6 +1,7 @@
 //! Tests of the SCIM checks. Helpers build the default policy (`PolicySpec::default`).
 
 mod catalogue;
+mod destructive;
 mod dialects;
 mod filters;
 mod fixtures;
@@ -108,7 +109,7 @@ pub(super) fn outcome(r: &Result<Checked, Rejection>) -> String {
 /// The rewritten body as JSON (panics when nothing was rewritten: callers expect a rewrite).
 pub(super) fn rewritten(r: Result<Checked, Rejection>) -> Value {
     match r {
-        Ok(Checked { body: Some(b) }) => match serde_json::from_slice(&b) {
+        Ok(Checked { body: Some(b), .. }) => match serde_json::from_slice(&b) {
             Ok(v) => v,
             Err(e) => panic!("rewritten body is not JSON: {e}"),
         },

@@ -45,7 +45,7 @@ impl InProcess {
         )
         .expect("token file");
         let yaml = format!(
-            "upstream: {{url: \"{upstream_url}\", connect_timeout: 1s, read_timeout: 2s}}\nserver: {{body_timeout: 2s}}\n"
+            "upstream: {{url: \"{upstream_url}\", connect_timeout: 1s, read_timeout: 2s}}\nserver: {{body_timeout: 2s}}\nlimits: {{rate: 1000000, burst: 1000000, upstream_max_in_flight: 100000}}\n"
         );
         let cfg = Config::from_yaml(&yaml, "fuzz.yaml", dir.path()).expect("config");
         let tokens =

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scim_gate::config::raw::{
-    RawAdmin, RawAudit, RawConfig, RawMetrics, RawServer, RawTokens, RawUpstream,
+    RawAdmin, RawAudit, RawConfig, RawLimits, RawMetrics, RawServer, RawTokens, RawUpstream,
 };
 use scim_gate::tokens::secret;
 
@@ -33,6 +33,7 @@ pub struct TestToken {
     pub idp: String,
     pub status: String,
     pub domains: Vec<String>,
+    pub networks: Vec<String>,
     pub expires_at: Option<String>,
 }
 
@@ -45,19 +46,25 @@ impl TestToken {
             idp: "okta".into(),
             status: "active".into(),
             domains: vec![],
+            networks: vec![],
             expires_at: None,
         }
     }
 
     pub fn yaml(&self) -> String {
         format!(
-            "  - {{id: {}, tenant: {}, idp: {}, status: {}, sha256: {}, domains: [{}], created_at: 2026-11-22T10:00:00Z, refreshed_at: null, expires_at: {}}}\n",
+            "  - {{id: {}, tenant: {}, idp: {}, status: {}, sha256: {}, domains: [{}], networks: [{}], created_at: 2026-11-22T10:00:00Z, refreshed_at: null, expires_at: {}}}\n",
             self.id,
             self.tenant,
             self.idp,
             self.status,
             secret::to_hex(&secret::sha256(self.plaintext.as_bytes())),
             self.domains.join(", "),
+            self.networks
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.expires_at.as_deref().unwrap_or("null"),
         )
     }
@@ -124,6 +131,15 @@ impl GateOpts {
             }),
             metrics: Some(RawMetrics::default()),
             policy: None,
+            // Far above what any test sends, so only the guard tests (`guards.rs`), which set
+            // their own, ever meet a limit.
+            limits: Some(RawLimits {
+                rate: Some(100_000.0),
+                burst: Some(100_000),
+                upstream_max_in_flight: Some(10_000),
+                ..RawLimits::default()
+            }),
+            guards: None,
         };
         GateOpts {
             config,
