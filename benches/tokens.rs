@@ -30,6 +30,7 @@ fn store(n: usize) -> (TokenStore, Vec<String>) {
                 created_at: now,
                 refreshed_at: None,
                 expires_at: None,
+                last_used_at: None,
             };
             plain.push(token);
             r

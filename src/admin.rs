@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::audit::AuditLog;
 use crate::config::parse_duration;
+use crate::decisions::DecisionLog;
 use crate::guards::{Breakers, Tripped};
 use crate::tokens::{tenant, Change, Changed, Idp, Status, StoreError, TokenRecord, TokenStore};
 
@@ -31,6 +32,7 @@ pub struct AdminApp {
     audit: Arc<AuditLog>,
     allowed_uids: Vec<u32>,
     breakers: Arc<Breakers>,
+    decisions: Arc<DecisionLog>,
 }
 
 /// An admin answer: status and JSON body (`None` for 204).
@@ -52,6 +54,7 @@ pub fn public_record(r: &TokenRecord) -> Value {
         "created_at": r.created_at,
         "refreshed_at": r.refreshed_at,
         "expires_at": r.expires_at,
+        "last_used_at": r.last_used_at,
     })
 }
 
@@ -72,12 +75,14 @@ impl AdminApp {
         audit: Arc<AuditLog>,
         allowed_uids: Vec<u32>,
         breakers: Arc<Breakers>,
+        decisions: Arc<DecisionLog>,
     ) -> AdminApp {
         AdminApp {
             store,
             audit,
             allowed_uids,
             breakers,
+            decisions,
         }
     }
 
@@ -135,6 +140,7 @@ impl AdminApp {
                 self.apply(Change::Delete(id.to_string()), uid, 204).await
             }
             ("GET", ["audit"]) => self.audit_since(query),
+            ("GET", ["decisions"]) => self.decisions(query),
             ("GET", ["guards"]) => {
                 let list: Vec<Value> = self.breakers.tripped().iter().map(tripped_json).collect();
                 Reply(200, Some(json!({ "guards": list })))
@@ -149,9 +155,15 @@ impl AdminApp {
                 }
                 None => error(404, format!("no tripped guard for token {id}")),
             },
-            (_, ["tokens"] | ["tokens", ..] | ["audit"] | ["guards"] | ["guards", ..]) => {
-                error(405, format!("{method} is not allowed on {path}"))
-            }
+            (
+                _,
+                ["tokens"]
+                | ["tokens", ..]
+                | ["audit"]
+                | ["decisions"]
+                | ["guards"]
+                | ["guards", ..],
+            ) => error(405, format!("{method} is not allowed on {path}")),
             _ => error(404, format!("no admin route {path}")),
         }
     }
@@ -186,6 +198,38 @@ impl AdminApp {
             }
             Err(e) => error(500, format!("admin task failed: {e}")),
         }
+    }
+
+    /// `GET /decisions?token_id=&since=&limit=`: the recent refusals, newest first.
+    fn decisions(&self, query: Option<&str>) -> Reply {
+        let mut token_id = None;
+        let mut since = None;
+        let mut limit = 100usize;
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned();
+            match k {
+                "token_id" => token_id = Some(v),
+                "since" => match DateTime::parse_from_rfc3339(&v) {
+                    Ok(t) => since = Some(t.with_timezone(&Utc)),
+                    Err(e) => return error(400, format!("since must be an RFC 3339 time: {e}")),
+                },
+                "limit" => match v.parse::<usize>() {
+                    Ok(n) if n > 0 => limit = n,
+                    _ => return error(400, "limit must be a positive integer"),
+                },
+                _ => {
+                    return error(
+                        400,
+                        format!("unknown query parameter {k:?} (token_id=, since=, limit=)"),
+                    )
+                }
+            }
+        }
+        let list = self.decisions.recent(token_id.as_deref(), since, limit);
+        Reply(200, Some(json!({ "decisions": list })))
     }
 
     fn audit_since(&self, query: Option<&str>) -> Reply {

@@ -18,8 +18,8 @@ const CHALLENGE: &str = "Bearer realm=\"scim\"";
 const CHALLENGE_INVALID: &str = "Bearer realm=\"scim\", error=\"invalid_token\"";
 const CHALLENGE_REQUEST: &str = "Bearer realm=\"scim\", error=\"invalid_request\"";
 
-fn unauthorized(challenge: &'static str, detail: &str) -> ScimError {
-    let mut e = ScimError::new(401, None, detail);
+fn unauthorized(challenge: &'static str, reason: &'static str, detail: &str) -> ScimError {
+    let mut e = ScimError::new(401, None, detail).reason(reason);
     e.www_authenticate = Some(challenge);
     e
 }
@@ -45,14 +45,17 @@ pub fn authenticate(
         Lookup::Valid(info) => Ok(info),
         Lookup::Unknown => Err(unauthorized(
             CHALLENGE_INVALID,
+            "token_unknown",
             "the bearer token is not valid",
         )),
         Lookup::Inactive => Err(unauthorized(
             CHALLENGE_INVALID,
+            "token_inactive",
             "the bearer token is inactive",
         )),
         Lookup::Expired => Err(unauthorized(
             CHALLENGE_INVALID,
+            "token_expired",
             "the bearer token has expired",
         )),
     }
@@ -64,12 +67,14 @@ pub fn extract_bearer(headers: &HeaderMap, schemes: Schemes) -> Result<&[u8], Sc
     let Some(value) = values.next() else {
         return Err(unauthorized(
             CHALLENGE,
+            "token_missing",
             "an Authorization: Bearer token is required",
         ));
     };
     if values.next().is_some() {
         // RFC 6750 §3.1: a malformed request is invalid_request, 400.
-        let mut e = ScimError::new(400, None, "more than one Authorization header was sent");
+        let mut e = ScimError::new(400, None, "more than one Authorization header was sent")
+            .reason("two_authorization_headers");
         e.www_authenticate = Some(CHALLENGE_REQUEST);
         return Err(e);
     }
@@ -86,21 +91,28 @@ pub fn extract_bearer(headers: &HeaderMap, schemes: Schemes) -> Result<&[u8], Sc
         }
         return Err(unauthorized(
             CHALLENGE,
+            "scheme_not_bearer",
             "the Authorization scheme must be Bearer",
         ));
     }
     if rest.is_empty() {
-        return Err(unauthorized(CHALLENGE_INVALID, "the Bearer token is empty"));
+        return Err(unauthorized(
+            CHALLENGE_INVALID,
+            "token_malformed",
+            "the Bearer token is empty",
+        ));
     }
     if rest.len() > MAX_TOKEN_LEN || !is_b64token(rest) {
         return Err(unauthorized(
             CHALLENGE_INVALID,
+            "token_malformed",
             "the bearer token is malformed",
         ));
     }
     if rest.starts_with(secret::PREFIX.as_bytes()) && !secret::well_formed(rest) {
         return Err(unauthorized(
             CHALLENGE_INVALID,
+            "token_checksum",
             "the bearer token is malformed (checksum mismatch: truncated or mistyped?)",
         ));
     }
@@ -145,6 +157,7 @@ mod tests {
             created_at: chrono::Utc::now(),
             refreshed_at: None,
             expires_at: None,
+            last_used_at: None,
         };
         TokenStore::from_records(vec![r], 2).expect("valid")
     }

@@ -53,6 +53,24 @@ enum Command {
     Token(TokenArgs),
     /// List or release tripped destructive-change guards over the admin socket.
     Guard(GuardArgs),
+    /// The gate's recent refusals, newest last, with their reason codes (docs/troubleshooting.md).
+    Decisions {
+        /// The admin socket.
+        #[arg(long, conflicts_with = "config")]
+        socket: Option<PathBuf>,
+        /// Find the admin socket from this config file.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Only this token's refusals.
+        #[arg(long = "token")]
+        token: Option<String>,
+        /// Keep printing new refusals as they happen (polls every second; Ctrl-C stops).
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// A web console for admins on loopback; prints a one-time sign-in link.
     Console {
         #[arg(long, conflicts_with = "config")]
@@ -154,6 +172,13 @@ pub fn main() -> ExitCode {
         Command::HashToken => hash_token(),
         Command::Token(args) => token(args),
         Command::Guard(args) => guard(args),
+        Command::Decisions {
+            socket,
+            config,
+            token,
+            follow,
+            json,
+        } => decisions(&socket, &config, token.as_deref(), follow, json),
         Command::Console {
             socket,
             config,
@@ -298,6 +323,75 @@ fn token(args: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn decisions(
+    socket: &Option<PathBuf>,
+    config: &Option<PathBuf>,
+    token: Option<&str>,
+    follow: bool,
+    as_json: bool,
+) -> ExitCode {
+    let socket = match socket_path(socket, config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("scim-gate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let client = AdminClient::new(&socket);
+    let mut since: Option<String> = None;
+    loop {
+        let mut path = "/decisions?limit=1000".to_string();
+        if let Some(t) = token {
+            path.push_str(&format!("&token_id={}", enc(t)));
+        }
+        if let Some(s) = &since {
+            path.push_str(&format!("&since={}", enc(s)));
+        }
+        let reply = match client.call("GET", &path, None) {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        };
+        if !(200..300).contains(&reply.status) {
+            let msg = reply.body["error"]
+                .as_str()
+                .unwrap_or("refused")
+                .to_string();
+            eprintln!("scim-gate: {} ({})", msg, reply.status);
+            return ExitCode::from(1);
+        }
+        let list = reply.body["decisions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        // Oldest first, so a followed log reads top to bottom.
+        for d in list.iter().rev() {
+            if as_json {
+                println!("{d}");
+            } else {
+                println!(
+                    "{} {} {:<22} {:<14} {:<6} {:<12} {}",
+                    d["time"].as_str().unwrap_or(""),
+                    d["status"],
+                    d["reason"].as_str().unwrap_or(""),
+                    d["token_id"].as_str().unwrap_or("-"),
+                    d["method"].as_str().unwrap_or(""),
+                    d["route"].as_str().unwrap_or(""),
+                    d["detail"].as_str().unwrap_or(""),
+                );
+            }
+        }
+        if let Some(newest) = list.first().and_then(|d| d["time"].as_str()) {
+            since = Some(newest.to_string());
+        }
+        if !follow {
+            return ExitCode::SUCCESS;
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 fn guard(args: GuardArgs) -> ExitCode {
     let socket = match socket_path(&args.socket, &args.config) {
         Ok(s) => s,
@@ -385,20 +479,25 @@ fn print_reply(args: &TokenArgs, body: &Value) {
     match &args.command {
         TokenCommand::List => {
             let tokens = body["tokens"].as_array().cloned().unwrap_or_default();
+            let now = chrono::Utc::now();
             println!(
-                "{:<14} {:<12} {:<10} {:<9} {:<21} DOMAINS",
-                "ID", "TENANT", "IDP", "STATUS", "EXPIRES"
+                "{:<14} {:<12} {:<10} {:<9} {:<21} {:<38} DOMAINS",
+                "ID", "TENANT", "IDP", "STATUS", "EXPIRES", "LAST USED"
             );
-            for t in tokens {
+            for t in &tokens {
                 println!(
-                    "{:<14} {:<12} {:<10} {:<9} {:<21} {}",
+                    "{:<14} {:<12} {:<10} {:<9} {:<21} {:<38} {}",
                     t["id"].as_str().unwrap_or(""),
                     t["tenant"].as_str().unwrap_or(""),
                     t["idp"].as_str().unwrap_or(""),
                     t["status"].as_str().unwrap_or(""),
                     t["expires_at"].as_str().unwrap_or("never"),
+                    last_used(&t["last_used_at"], now),
                     join(&t["domains"]),
                 );
+            }
+            for warning in half_done_rotations(&tokens) {
+                eprintln!("warning: {warning}");
             }
         }
         TokenCommand::Delete { id } => println!("deleted {id}"),
@@ -418,6 +517,60 @@ fn print_reply(args: &TokenArgs, body: &Value) {
             }
         }
     }
+}
+
+/// "never", or how long ago with the time: `3 min ago (2026-12-07T00:40:12Z)`.
+fn last_used(v: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Some(text) = v.as_str() else {
+        return "never".into();
+    };
+    let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) else {
+        return text.to_string();
+    };
+    let secs = (now - at.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let ago = match secs {
+        0..=59 => "just now".to_string(),
+        60..=3599 => format!("{} min ago", secs / 60),
+        3600..=86_399 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    };
+    format!("{ago} ({})", at.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+/// A (tenant, idp) with two active tokens whose newer one has never been used: a rotation
+/// half done — the IdP still sends the older token, and deleting it now would stop provisioning.
+fn half_done_rotations(tokens: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    let active: Vec<&Value> = tokens.iter().filter(|t| t["status"] == "active").collect();
+    for (i, a) in active.iter().enumerate() {
+        for b in &active[i + 1..] {
+            if a["tenant"] != b["tenant"] || a["idp"] != b["idp"] {
+                continue;
+            }
+            let made = |t: &Value| {
+                t["refreshed_at"]
+                    .as_str()
+                    .or(t["created_at"].as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (older, newer) = if made(a) <= made(b) { (a, b) } else { (b, a) };
+            if newer["last_used_at"].is_null() {
+                out.push(format!(
+                    "{}/{} has two active tokens and the newer one, {}, has never been used: the \
+                     IdP still sends {}. Paste {} into the IdP and wait for it to be used before \
+                     deleting {}.",
+                    newer["tenant"].as_str().unwrap_or(""),
+                    newer["idp"].as_str().unwrap_or(""),
+                    newer["id"].as_str().unwrap_or(""),
+                    older["id"].as_str().unwrap_or(""),
+                    newer["id"].as_str().unwrap_or(""),
+                    older["id"].as_str().unwrap_or(""),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn join(v: &Value) -> String {

@@ -18,6 +18,8 @@ pub struct ScimError {
     pub retry_after: Option<u64>,
     /// Set when a guard rail refused the request (the access log's `limited=`).
     pub limited: Option<crate::guards::Limited>,
+    /// The stable code of this refusal in the decision log (`docs/troubleshooting.md`).
+    pub reason: &'static str,
 }
 
 impl ScimError {
@@ -33,7 +35,14 @@ impl ScimError {
             www_authenticate: None,
             retry_after: None,
             limited: None,
+            reason: "refused",
         }
+    }
+
+    /// The same error with its decision-log code.
+    pub fn reason(mut self, reason: &'static str) -> ScimError {
+        self.reason = reason;
+        self
     }
 
     /// The same error, marked as a guard rail's refusal.
@@ -79,7 +88,7 @@ impl ScimError {
 
 impl From<crate::scim::Rejection> for ScimError {
     fn from(r: crate::scim::Rejection) -> ScimError {
-        ScimError::new(r.status, r.scim_type, r.detail)
+        ScimError::new(r.status, r.scim_type, r.detail).reason(r.reason.label())
     }
 }
 

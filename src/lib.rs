@@ -25,6 +25,7 @@ mod client;
 pub mod config;
 mod connections;
 mod console;
+mod decisions;
 mod demo_cmd;
 mod error;
 mod gate;

@@ -184,6 +184,65 @@ fn unreachable_metric(e: prometheus::Error) -> ! {
 
 /// Touches every metric so they appear in `/metrics` from the start (an operator's alert on
 /// `scim_gate_token_reloads_total{result="error"}` should see 0, not "no data").
+/// Requests by tenant, IdP and outcome (`metrics.max_tenants` tenants get their own series; the
+/// rest are `other`; unauthenticated requests are `none`).
+pub static TENANT_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "scim_gate_tenant_requests_total",
+                "SCIM requests by tenant, IdP and outcome",
+            ),
+            &["tenant", "idp", "outcome"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+/// Which tenants have their own series in [`TENANT_REQUESTS`]: the first `max` seen. The set is
+/// read without a lock and copied on write, which happens at most `max` times in a process's
+/// life, so a client cannot grow the metric (or the memory) without bound.
+pub struct TenantCap {
+    max: usize,
+    seen: arc_swap::ArcSwap<std::collections::HashSet<std::sync::Arc<str>>>,
+}
+
+impl TenantCap {
+    /// A cap of `max` tenants.
+    pub fn new(max: usize) -> TenantCap {
+        TenantCap {
+            max,
+            seen: arc_swap::ArcSwap::from_pointee(std::collections::HashSet::new()),
+        }
+    }
+
+    /// The `tenant` label for `tenant`: itself, or `other` once `max` others have one.
+    pub fn label<'a>(&self, tenant: &'a str) -> &'a str {
+        let seen = self.seen.load();
+        if seen.contains(tenant) {
+            return tenant;
+        }
+        if seen.len() >= self.max {
+            return "other";
+        }
+        drop(seen);
+        let mut admitted = false;
+        self.seen.rcu(|s| {
+            let mut s = std::collections::HashSet::clone(s);
+            admitted = s.len() < self.max || s.contains(tenant);
+            if admitted {
+                s.insert(std::sync::Arc::from(tenant));
+            }
+            s
+        });
+        if admitted {
+            tenant
+        } else {
+            "other"
+        }
+    }
+}
+
 /// Requests a guard rail refused, by `reason` (`guards::Limited`).
 pub static LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
@@ -264,6 +323,7 @@ pub fn init() {
     LazyLock::force(&TOKEN_EXPIRY);
     LazyLock::force(&UPSTREAM_ERRORS);
     LazyLock::force(&CONNECTIONS);
+    LazyLock::force(&TENANT_REQUESTS);
     for reason in crate::guards::Limited::ALL {
         LIMITED.with_label_values(&[reason.label()]);
     }

@@ -99,7 +99,7 @@ fn encode_segment(s: &str) -> String {
 }
 
 fn bad(detail: &str) -> ScimError {
-    ScimError::new(400, Some("invalidPath"), detail)
+    ScimError::new(400, Some("invalidPath"), detail).reason("path_unsafe")
 }
 
 /// Matches a raw request path (no query) against `base_path` (already normalised, no trailing
@@ -133,7 +133,7 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
         .skip(1)
         .filter(|s| !s.is_empty())
         .collect();
-    let not_found = || ScimError::new(404, None, "no such SCIM endpoint");
+    let not_found = || ScimError::new(404, None, "no such SCIM endpoint").reason("route_unknown");
     if segments.len() < base.len()
         || !segments
             .iter()
@@ -158,11 +158,12 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
         }
     };
     match rest.as_slice() {
-        [me, ..] if is(me, "Me") => Err(ScimError::new(
-            501,
-            None,
-            "/Me is not supported by this gate",
-        )),
+        [me, ..] if is(me, "Me") => {
+            Err(
+                ScimError::new(501, None, "/Me is not supported by this gate")
+                    .reason("me_not_implemented"),
+            )
+        }
         [r] if resource(r).is_some() => {
             Ok(Route::Collection(resource(r).unwrap_or(Resource::Users)))
         }

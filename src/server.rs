@@ -135,6 +135,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
             audit,
             cfg.admin.allowed_uids.clone(),
             gate.breakers().clone(),
+            gate.decisions().clone(),
         )),
     );
     // Pingora's add_uds defaults to mode 0666; the admin socket must be 0600 (docs/admin-api.md#socket-and-permissions).
@@ -155,6 +156,13 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
     server.add_service(background_service(
         "token watch",
         TokenWatch(tokens.clone()),
+    ));
+    server.add_service(background_service(
+        "last used",
+        LastUsedFlush {
+            tokens: tokens.clone(),
+            interval: cfg.tokens.last_used_interval,
+        },
     ));
     server.add_service(background_service(
         "drain",
@@ -196,6 +204,39 @@ fn connection_limits(cfg: &Config) -> ConnectionLimits {
     }
 }
 
+/// Writes `last_used_at` back to the token file every `tokens.last_used_interval` when a token
+/// was used (docs/token-file.md#last-use); `Drain` writes the rest at shutdown.
+struct LastUsedFlush {
+    tokens: Arc<TokenStore>,
+    interval: Duration,
+}
+
+impl LastUsedFlush {
+    async fn flush(tokens: &Arc<TokenStore>) {
+        let tokens = tokens.clone();
+        match tokio::task::spawn_blocking(move || tokens.flush_last_used()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log::warn!("last use of tokens not written back (will retry): {e}"),
+            Err(e) => log::warn!("last-use write-back task failed: {e}"),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for LastUsedFlush {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => Self::flush(&self.tokens).await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 struct TokenWatch(Arc<TokenStore>);
 
 #[async_trait]
@@ -231,6 +272,10 @@ impl BackgroundService for Drain {
             log::warn!("shutdown grace over with {left} request(s) in flight; exiting");
         } else {
             log::info!("drained; exiting");
+        }
+        // The last uses since the last write-back, so a restart loses none of them.
+        if let Err(e) = self.gate.tokens().flush_last_used() {
+            log::warn!("last use of tokens not written back at shutdown: {e}");
         }
         crate::logging::flush();
         std::process::exit(0);

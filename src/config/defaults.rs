@@ -38,10 +38,17 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const TOKENS_FILE: &str = "tokens.yaml";
 /// `tokens.max_per_idp`: two tokens per (tenant, IdP) allow a rotation without an outage.
 pub const MAX_PER_IDP: usize = 2;
+/// `tokens.last_used_interval`: `last_used_at` is written back to the token file at most this
+/// often.
+pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
 /// `admin.socket`, relative to the config file's folder.
 pub const ADMIN_SOCKET: &str = "admin.sock";
 /// `audit.file`, relative to the config file's folder.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+/// `admin.decisions_kept`: refusals kept for `GET /decisions`.
+pub const DECISIONS_KEPT: usize = 10_000;
+/// `metrics.max_tenants`: tenants with their own series; the rest are counted as `other`.
+pub const MAX_TENANTS: usize = 1000;
 /// `metrics.listen`.
 pub const METRICS_LISTEN: &str = "127.0.0.1:9090";
 /// `policy.max_body_bytes`: 1 MiB, the usual SCIM `maxPayloadSize`.

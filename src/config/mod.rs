@@ -175,6 +175,8 @@ pub struct TokensConfig {
     pub file: PathBuf,
     /// At least 1.
     pub max_per_idp: usize,
+    /// How often `last_used_at` is written back to the file, at most. Above zero.
+    pub last_used_interval: Duration,
 }
 
 /// `admin:`.
@@ -184,6 +186,8 @@ pub struct AdminConfig {
     pub socket: PathBuf,
     /// Peer uids allowed besides the gate's own.
     pub allowed_uids: Vec<u32>,
+    /// Refusals kept for `GET /decisions`; at least 1.
+    pub decisions_kept: usize,
 }
 
 /// `audit:`.
@@ -198,6 +202,8 @@ pub struct AuditConfig {
 pub struct MetricsConfig {
     /// Where `GET /metrics` is served.
     pub listen: SocketAddr,
+    /// Tenants with their own series in `scim_gate_tenant_requests_total`.
+    pub max_tenants: usize,
 }
 
 /// `policy:`.
@@ -251,24 +257,38 @@ impl Config {
         if max_per_idp == 0 {
             return Err(r.invalid("tokens.max_per_idp", "must be at least 1".into()));
         }
+        let last_used_interval = r.above_zero(
+            "tokens.last_used_interval",
+            tokens
+                .last_used_interval
+                .unwrap_or(defaults::LAST_USED_INTERVAL),
+        )?;
         let tokens = TokensConfig {
             file: r.path(tokens.file, defaults::TOKENS_FILE),
             max_per_idp,
+            last_used_interval,
         };
         let admin = raw.admin.unwrap_or_default();
+        let decisions_kept = admin.decisions_kept.unwrap_or(defaults::DECISIONS_KEPT);
+        if decisions_kept == 0 {
+            return Err(r.invalid("admin.decisions_kept", "must be at least 1".into()));
+        }
         let admin = AdminConfig {
             socket: r.path(admin.socket, defaults::ADMIN_SOCKET),
             allowed_uids: admin.allowed_uids.unwrap_or_default(),
+            decisions_kept,
         };
         let audit = AuditConfig {
             file: r.path(raw.audit.unwrap_or_default().file, defaults::AUDIT_FILE),
         };
-        let listen = raw.metrics.unwrap_or_default().listen;
+        let raw_metrics = raw.metrics.unwrap_or_default();
+        let listen = raw_metrics.listen;
         let listen = listen.as_deref().unwrap_or(defaults::METRICS_LISTEN);
         let metrics = MetricsConfig {
             listen: listen
                 .parse()
                 .map_err(|e| r.invalid("metrics.listen", format!("{listen:?}: {e}")))?,
+            max_tenants: raw_metrics.max_tenants.unwrap_or(defaults::MAX_TENANTS),
         };
         let policy = r.policy(raw.policy.unwrap_or_default())?;
         let limits = r.limits(raw.limits.unwrap_or_default())?;
@@ -322,16 +342,19 @@ impl Config {
             tokens: Some(RawTokens {
                 file: Some(self.tokens.file.clone()),
                 max_per_idp: Some(self.tokens.max_per_idp),
+                last_used_interval: Some(self.tokens.last_used_interval),
             }),
             admin: Some(RawAdmin {
                 socket: Some(self.admin.socket.clone()),
                 allowed_uids: Some(self.admin.allowed_uids.clone()),
+                decisions_kept: Some(self.admin.decisions_kept),
             }),
             audit: Some(RawAudit {
                 file: Some(self.audit.file.clone()),
             }),
             metrics: Some(RawMetrics {
                 listen: Some(self.metrics.listen.to_string()),
+                max_tenants: Some(self.metrics.max_tenants),
             }),
             policy: Some(RawPolicy {
                 max_body_bytes: Some(self.policy.max_body_bytes),

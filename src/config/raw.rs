@@ -301,6 +301,13 @@ pub struct RawTokens {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_per_idp: Option<usize>,
+    /// How often `last_used_at` is written back to the token file (at most).
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_used_interval: Option<Duration>,
 }
 
 /// `admin:`.
@@ -321,6 +328,13 @@ pub struct RawAdmin {
         skip_serializing_if = "Option::is_none"
     )]
     pub allowed_uids: Option<Vec<u32>>,
+    /// Refusals kept for `GET /decisions`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub decisions_kept: Option<usize>,
 }
 
 /// `audit:`.
@@ -347,6 +361,13 @@ pub struct RawMetrics {
         skip_serializing_if = "Option::is_none"
     )]
     pub listen: Option<String>,
+    /// Tenants with their own series in `scim_gate_tenant_requests_total`; the rest are `other`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_tenants: Option<usize>,
 }
 
 /// `policy:`.

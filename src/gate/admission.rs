@@ -85,7 +85,10 @@ impl Gate {
                 .as_downstream_mut()
                 .write_continue_response()
                 .await
-                .map_err(|_| ScimError::new(400, None, "could not answer Expect: 100-continue"))?;
+                .map_err(|_| {
+                    ScimError::new(400, None, "could not answer Expect: 100-continue")
+                        .reason("body_unreadable")
+                })?;
         }
         match length {
             Some(n) if n <= REPLAY_LIMIT => {
@@ -124,7 +127,8 @@ impl Gate {
                 400,
                 Some("invalidSyntax"),
                 "the request body could not be read",
-            )),
+            )
+            .reason("body_unreadable")),
             Err(_) => Err(timeout_408()),
         }
     }
@@ -289,8 +293,13 @@ pub(super) fn check_no_body(req: &RequestHeader) -> Result<(), ScimError> {
         return Err(ScimError::new(
             400,
             Some("invalidSyntax"),
-            format!("a {} request carries no body", req.method),
-        ));
+            match req.method {
+                http::Method::GET => "a GET request carries no body",
+                http::Method::DELETE => "a DELETE request carries no body",
+                _ => "this request carries no body",
+            },
+        )
+        .reason("body_not_allowed"));
     }
     Ok(())
 }
@@ -322,7 +331,8 @@ pub(super) fn check_method_override(req: &RequestHeader) -> Result<(), ScimError
             400,
             Some("invalidSyntax"),
             "method overrides (X-HTTP-Method-Override and the like, _method) are not accepted",
-        ));
+        )
+        .reason("method_override"));
     }
     Ok(())
 }
@@ -343,7 +353,8 @@ fn check_content_type(req: &RequestHeader) -> Result<(), ScimError> {
             415,
             Some("invalidSyntax"),
             "Content-Type must be application/scim+json or application/json",
-        ))
+        )
+        .reason("media_type"))
     }
 }
 
@@ -359,7 +370,10 @@ fn content_length(req: &RequestHeader) -> Result<Option<usize>, ScimError> {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .map(Some)
-            .ok_or_else(|| ScimError::new(400, Some("invalidSyntax"), "invalid Content-Length")),
+            .ok_or_else(|| {
+                ScimError::new(400, Some("invalidSyntax"), "invalid Content-Length")
+                    .reason("content_length")
+            }),
     }
 }
 
@@ -369,11 +383,12 @@ fn too_large(max: usize) -> ScimError {
         None,
         format!("the request body is larger than the gate's limit of {max} bytes"),
     )
+    .reason("body_too_large")
 }
 
 /// The answer to a client whose body did not arrive within `server.body_timeout`.
 pub(super) fn timeout_408() -> ScimError {
-    ScimError::new(408, None, "the request body did not arrive in time")
+    ScimError::new(408, None, "the request body did not arrive in time").reason("body_timeout")
 }
 
 /// Keeps the client's `Content-Length` valid on the stream path (see the module docs).

@@ -54,6 +54,8 @@ pub struct GateCtx {
     pub(super) upstream_slot: Option<crate::guards::UpstreamSlot>,
     /// The guard rail that refused this request, for the access log.
     pub(super) limited: Option<crate::guards::Limited>,
+    /// The gate's own refusal of this request, for the decision log (`logging`).
+    pub(super) refusal: Option<ScimError>,
 }
 
 impl GateCtx {

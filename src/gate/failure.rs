@@ -25,6 +25,7 @@ impl Gate {
             classify_proxy_error(e, ctx)
         };
         let code = err.status;
+        ctx.refusal = Some(err.clone());
         if session.response_written().is_none() && self.answer(session, &err).await.is_err() {
             log::debug!("could not write error response: downstream gone");
         }
@@ -109,7 +110,8 @@ pub(super) fn read_error(e: &UpstreamError) -> ScimError {
                 "the resources this request replaces hold more than the gate compares at once \
                  ({limit} bytes); send fewer PUT operations per Bulk request, or PATCH"
             ),
-        ),
+        )
+        .reason("put_reads_too_large"),
         e => upstream_error(e),
     }
 }
@@ -122,7 +124,11 @@ fn upstream_error(e: &UpstreamError) -> ScimError {
         504 => "the upstream directory did not answer in time",
         _ => "the upstream directory is unreachable or answered badly",
     };
-    ScimError::new(status, None, detail)
+    let reason = match status {
+        504 => "upstream_timeout",
+        _ => "upstream_unavailable",
+    };
+    ScimError::new(status, None, detail).reason(reason)
 }
 
 /// Pingora's error after admission: the client's side (408, 400) or the upstream's (502, 504).
@@ -131,7 +137,9 @@ fn classify_proxy_error(e: &Error, ctx: &mut GateCtx) -> ScimError {
     match e.etype() {
         ErrorType::HTTPStatus(code) => ScimError::new(*code, None, "request refused"),
         ErrorType::ReadTimedout if downstream => timeout_408(),
-        _ if downstream => ScimError::new(400, None, "the request could not be read"),
+        _ if downstream => {
+            ScimError::new(400, None, "the request could not be read").reason("body_unreadable")
+        }
         ErrorType::ConnectTimedout
         | ErrorType::ConnectRefused
         | ErrorType::ConnectNoRoute
@@ -149,17 +157,23 @@ fn classify_proxy_error(e: &Error, ctx: &mut GateCtx) -> ScimError {
                 UpstreamErrorKind::Connect
             };
             metrics::count_upstream_error(kind);
-            ScimError::new(502, None, "the upstream directory is unreachable")
+            let reason = match kind {
+                UpstreamErrorKind::Tls => "upstream_tls",
+                _ => "upstream_unavailable",
+            };
+            ScimError::new(502, None, "the upstream directory is unreachable").reason(reason)
         }
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             ctx.outcome = Outcome::UpstreamError;
             metrics::count_upstream_error(UpstreamErrorKind::Timeout);
             ScimError::new(504, None, "the upstream directory did not answer in time")
+                .reason("upstream_timeout")
         }
         _ => {
             ctx.outcome = Outcome::UpstreamError;
             metrics::count_upstream_error(UpstreamErrorKind::Other);
             ScimError::new(502, None, "the upstream directory failed to answer")
+                .reason("upstream_failed")
         }
     }
 }

@@ -38,6 +38,7 @@ pub use guard::{GuardInput, RequestGuard};
 
 use crate::auth;
 use crate::config::Config;
+use crate::decisions::{self, DecisionLog};
 use crate::error::ScimError;
 use crate::guards::{Breakers, InFlight, NetworkGuard, RateGuard};
 use crate::metrics::{self, Outcome};
@@ -78,6 +79,10 @@ pub struct Gate {
     schemes: auth::Schemes,
     /// The destructive-change breakers (`guards.destructive`).
     breakers: Arc<Breakers>,
+    /// The recent refusals (`GET /decisions`).
+    decisions: Arc<DecisionLog>,
+    /// The tenants with their own metric series (`metrics.max_tenants`).
+    tenants: metrics::TenantCap,
 }
 
 impl Gate {
@@ -105,6 +110,8 @@ impl Gate {
             in_flight: AtomicUsize::new(0),
             upstream_in_flight: InFlight::new(cfg.limits.upstream_max_in_flight),
             breakers: Arc::new(Breakers::new(&cfg.destructive)),
+            decisions: Arc::new(DecisionLog::new(cfg.admin.decisions_kept)),
+            tenants: metrics::TenantCap::new(cfg.metrics.max_tenants),
             schemes: match cfg.policy.spec.dialect {
                 crate::scim::Dialect::Strict => auth::Schemes::BearerOnly,
                 _ => auth::Schemes::AlsoSchemeless,
@@ -121,6 +128,11 @@ impl Gate {
     /// The destructive-change breakers, for the admin socket's `/guards` routes.
     pub(crate) fn breakers(&self) -> &Arc<Breakers> {
         &self.breakers
+    }
+
+    /// The decision log, for the admin socket's `/decisions`.
+    pub(crate) fn decisions(&self) -> &Arc<DecisionLog> {
+        &self.decisions
     }
 
     /// The token store this gate authenticates against.
@@ -150,6 +162,7 @@ impl Gate {
                     ctx.outcome = Outcome::Rejected;
                 }
                 ctx.limited = e.limited;
+                ctx.refusal = Some(e.clone());
                 self.answer(session, &e).await?;
                 Ok(Decision::Responded)
             }
@@ -179,8 +192,15 @@ impl Gate {
             return Err(ScimError::new(
                 405,
                 None,
-                format!("{method} is not allowed on {}", route.label()),
-            ));
+                // The method is named only from the known set: an arbitrary method is the
+                // client's own text, which may be anything, a token included (found by the
+                // request fuzzer, fuzz/fuzz_targets/request.rs).
+                match method_label(&method) {
+                    "other" => format!("this method is not allowed on {}", route.label()),
+                    known => format!("{known} is not allowed on {}", route.label()),
+                },
+            )
+            .reason("method_not_allowed"));
         }
         admission::check_method_override(req)?;
         ctx.public_prefix = self.public_prefix(req);
@@ -323,6 +343,23 @@ impl Gate {
         metrics::REQUESTS
             .with_label_values(&[method, route, ctx.outcome.label()])
             .inc();
+        let (tenant, idp) = match &ctx.token {
+            Some(t) => (self.tenants.label(t.tenant()), t.idp().as_str()),
+            None => ("none", "none"),
+        };
+        metrics::TENANT_REQUESTS
+            .with_label_values(&[tenant, idp, ctx.outcome.label()])
+            .inc();
+        if let Some(e) = &ctx.refusal {
+            let cx = decisions::Context {
+                token_id: ctx.token_id(),
+                tenant: ctx.tenant(),
+                idp: ctx.token.as_ref().map(|t| t.idp().as_str()),
+                method,
+                route,
+            };
+            self.decisions.record(&cx, e);
+        }
         metrics::DURATION.observe(elapsed);
         log::info!(
             target: "access",

@@ -159,6 +159,7 @@ impl Breakers {
         )
         .retry_after(self.window_s)
         .limited(Limited::Destructive)
+        .reason("destructive_guard")
     }
 
     /// The tripped breakers, oldest trip first.
@@ -237,6 +238,7 @@ mod tests {
             created_at: Utc::now(),
             refreshed_at: None,
             expires_at: None,
+            last_used_at: None,
         };
         let set = Arc::new(TokenSet::build(&[r]));
         match set.lookup(b"s", 0) {

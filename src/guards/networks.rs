@@ -48,6 +48,7 @@ fn refused(what: &str) -> ScimError {
         format!("requests from this address are not allowed ({what})"),
     )
     .limited(Limited::Network)
+    .reason("network_refused")
 }
 
 impl RequestGuard for NetworkGuard {

@@ -94,6 +94,7 @@ impl RequestGuard for RateGuard {
             )
             .retry_after(seconds)
             .limited(Limited::Rate)
+            .reason("rate_limited")
         })
     }
 }

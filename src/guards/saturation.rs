@@ -54,6 +54,7 @@ impl InFlight {
                 )
                 .retry_after(1)
                 .limited(Limited::UpstreamBusy)
+                .reason("upstream_busy")
             })
     }
 }

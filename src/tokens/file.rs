@@ -93,6 +93,10 @@ pub struct TokenRecord {
     #[serde(default)]
     /// When it stops working, if ever.
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When it last passed authentication, to within `tokens.last_used_interval` (the gate
+    /// writes it back at most that often). Left out of the file until the token is used.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,7 +173,7 @@ pub struct YamlProblem {
 }
 
 /// The field names of the file, the only text of a serde message that may be repeated.
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "tokens",
     "id",
     "tenant",
@@ -181,13 +185,14 @@ const FIELDS: [&str; 11] = [
     "created_at",
     "refreshed_at",
     "expires_at",
+    "last_used_at",
 ];
 
 impl YamlProblem {
     fn of(e: &serde_yaml::Error) -> YamlProblem {
         let msg = e.to_string();
         let what = if msg.contains("unknown field") {
-            "unknown field (the fields are id, tenant, idp, status, sha256, domains, networks, created_at, refreshed_at, expires_at)"
+            "unknown field (the fields are id, tenant, idp, status, sha256, domains, networks, created_at, refreshed_at, expires_at, last_used_at)"
         } else if msg.contains("unknown variant") {
             "unknown variant (idp is one of entra, okta, google, onelogin, jumpcloud, other; status is active or inactive)"
         } else if msg.contains("missing field") {
@@ -217,7 +222,7 @@ impl YamlProblem {
 }
 
 /// "missing field X" for each of [`FIELDS`], as static text.
-const MISSING: [&str; 11] = [
+const MISSING: [&str; 12] = [
     "missing field tokens",
     "missing field id",
     "missing field tenant",
@@ -229,6 +234,7 @@ const MISSING: [&str; 11] = [
     "missing field created_at",
     "missing field refreshed_at",
     "missing field expires_at",
+    "missing field last_used_at",
 ];
 
 impl std::fmt::Display for YamlProblem {

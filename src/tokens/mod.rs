@@ -270,6 +270,28 @@ impl TokenStore {
         e
     }
 
+    /// Writes `last_used_at` back to the token file if a token was used since the last call;
+    /// `Ok(true)` when it wrote. No audit event (no admin changed anything) and no new snapshot
+    /// (the live one holds the times). A pending hand edit is taken in first, as for a change.
+    pub fn flush_last_used(&self) -> Result<bool, TokenFileError> {
+        if !self.file_backed {
+            return Ok(false);
+        }
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.reload_locked(&mut w)?;
+        let set = self.current.load_full();
+        if !set.take_used_mark() {
+            return Ok(false);
+        }
+        let bytes = file::render(&set.records());
+        if let Err(e) = file::write_atomic(&self.file, &bytes) {
+            set.mark_used(); // try again next time
+            return Err(e);
+        }
+        w.last_digest = Some(fingerprint(&bytes));
+        Ok(true)
+    }
+
     /// Applies an admin change. When this returns Ok, the change is (1) persisted atomically to
     /// the token file, (2) in the audit log, and (3) in force for every worker — in that order,
     /// so a failure of (1) or (2) leaves the live set untouched.
@@ -364,6 +386,7 @@ impl TokenStore {
                     created_at: now,
                     refreshed_at: None,
                     expires_at,
+                    last_used_at: None,
                 };
                 records.push(record.clone());
                 Ok((
@@ -568,6 +591,7 @@ mod tests {
             created_at: Utc::now(),
             refreshed_at: None,
             expires_at: None,
+            last_used_at: None,
         }
     }
 

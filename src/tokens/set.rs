@@ -10,7 +10,7 @@
 //!   non-matching slot without touching its digest (one cache miss for most lookups, whatever
 //!   the number of tokens).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -56,6 +56,12 @@ pub struct TokenSet {
     /// cells of the tokens it keeps ([`TokenSet::carry_from`]), so a reload does not hand
     /// every token a fresh burst.
     rate_cells: Vec<AtomicU64>,
+    /// Per token, parallel to `slots`: when it last passed authentication (Unix ms; `NONE_MS`
+    /// for never). Stored at most once a second per token (`lookup`), written back to the file
+    /// by the store at most every `tokens.last_used_interval`.
+    last_used: Vec<AtomicI64>,
+    /// Set when a `last_used` value moved since the store last wrote them back.
+    used_since_flush: AtomicBool,
 }
 
 /// The answer of a lookup. Inactive and expired tokens are told apart so the 401's detail can
@@ -183,6 +189,11 @@ impl TokenSet {
         }
         set.ids.shrink_to_fit();
         set.rate_cells = (0..set.slots.len()).map(|_| AtomicU64::new(0)).collect();
+        set.last_used = records
+            .iter()
+            .filter(|r| secret::from_hex(&r.sha256).is_some())
+            .map(|r| AtomicI64::new(ms(r.last_used_at)))
+            .collect();
         set.build_index();
         set
     }
@@ -193,10 +204,28 @@ impl TokenSet {
     pub(crate) fn carry_from(&self, previous: &TokenSet) {
         for (i, digest) in self.digests.iter().enumerate() {
             if let Some(j) = previous.find(digest) {
-                let tat = previous.rate_cells[j as usize].load(Ordering::Relaxed);
+                let j = j as usize;
+                let tat = previous.rate_cells[j].load(Ordering::Relaxed);
                 self.rate_cells[i].store(tat, Ordering::Relaxed);
+                // The later of the two: a hand edit may carry an older time than memory holds.
+                let used = previous.last_used[j].load(Ordering::Relaxed);
+                self.last_used[i].fetch_max(used, Ordering::Relaxed);
             }
         }
+        if previous.used_since_flush.load(Ordering::Relaxed) {
+            self.used_since_flush.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether any token was used since the last call (and clears the mark): the store writes
+    /// `last_used_at` back only then.
+    pub(crate) fn take_used_mark(&self) -> bool {
+        self.used_since_flush.swap(false, Ordering::AcqRel)
+    }
+
+    /// Puts the mark back (a write-back failed).
+    pub(crate) fn mark_used(&self) {
+        self.used_since_flush.store(true, Ordering::Release);
     }
 
     fn build_index(&mut self) {
@@ -248,6 +277,13 @@ impl TokenSet {
         } else if s.expires_ms != NONE_MS && s.expires_ms <= now_ms {
             Lookup::Expired
         } else {
+            // One load per request; a store at most once a second per token, so tokens used by
+            // many workers at once do not fight over the cache line.
+            let used = &self.last_used[slot as usize];
+            if now_ms.saturating_sub(used.load(Ordering::Relaxed)) >= 1000 {
+                used.store(now_ms, Ordering::Relaxed);
+                self.used_since_flush.store(true, Ordering::Relaxed);
+            }
             Lookup::Valid(TokenInfo {
                 set: self.clone(),
                 slot,
@@ -273,6 +309,7 @@ impl TokenSet {
             created_at: time(s.created_ms).unwrap_or_default(),
             refreshed_at: time(s.refreshed_ms),
             expires_at: time(s.expires_ms),
+            last_used_at: time(self.last_used[i].load(Ordering::Relaxed)),
         }
     }
 
@@ -382,6 +419,7 @@ mod tests {
                     .single()
                     .unwrap_or_default()
             }),
+            last_used_at: None,
         }
     }
 

@@ -125,3 +125,22 @@ fn mutated_requests_always_get_an_http_answer_and_never_the_token() {
         "only {answered} of {iters} mutated requests were answered"
     );
 }
+
+/// Found by the libFuzzer target: a made-up method holding the token (`PATCH<token>`) was
+/// echoed in the 405's detail. The gate now names only methods it knows.
+#[test]
+fn a_method_holding_the_token_is_not_echoed() {
+    let ip = InProcess::new("http://127.0.0.1:9/v2");
+    for method in ["PATCH$TOKEN", "X$TOKEN", "$TOKEN"] {
+        let req = format!(
+            "{method} /scim/v2/Users/42 HTTP/1.1\r\nHost: gate\r\nAuthorization: Bearer $TOKEN\r\nConnection: close\r\n\r\n"
+        );
+        let answer = ip.answer(req.as_bytes());
+        check_answer(&ip.token, req.as_bytes(), &answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 405") || answer.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+}

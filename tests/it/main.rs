@@ -25,3 +25,4 @@ mod smoke;
 mod tls;
 mod upgrade;
 mod upstream;
+mod visibility;

@@ -163,33 +163,51 @@ impl GateProc {
         GateProc::start_in(dir, opts)
     }
 
+    /// Starts the gate; when a port "free a moment ago" was taken meanwhile (by another test's
+    /// client socket: both come from the ephemeral range), picks new ports and tries again.
     pub fn start_in(dir: tempfile::TempDir, opts: GateOpts) -> GateProc {
         let mut proc = GateProc::configure(dir, &opts);
-        proc.spawn(&opts.env);
+        for attempt in 0.. {
+            match proc.try_spawn(&opts.env) {
+                Ok(()) => break,
+                Err(log) if attempt < 3 && log.contains("cannot listen") => {
+                    proc.write_config(&opts)
+                }
+                Err(log) => panic!("gate exited early: {log}"),
+            }
+        }
         proc
     }
 
     /// Writes `gate.yaml` (ports chosen here) and returns the not-yet-started process.
     pub fn configure(dir: tempfile::TempDir, opts: &GateOpts) -> GateProc {
-        let port = free_port();
-        let metrics_port = free_port();
         let config = dir.path().join("gate.yaml");
-        let mut raw = opts.config.clone();
-        raw.server.get_or_insert_with(RawServer::default).listen =
-            Some(vec![format!("127.0.0.1:{port}")]);
-        raw.metrics = Some(RawMetrics {
-            listen: Some(format!("127.0.0.1:{metrics_port}")),
-        });
-        let yaml = serde_yaml::to_string(&raw).expect("a typed config serializes");
-        std::fs::write(&config, yaml).expect("config");
-        GateProc {
+        let mut proc = GateProc {
             child: None,
             dir,
-            port,
-            metrics_port,
+            port: 0,
+            metrics_port: 0,
             config,
             open_files: opts.open_files,
-        }
+        };
+        proc.write_config(opts);
+        proc
+    }
+
+    /// Chooses the ports and writes `gate.yaml`.
+    fn write_config(&mut self, opts: &GateOpts) {
+        self.port = free_port();
+        self.metrics_port = free_port();
+        let mut raw = opts.config.clone();
+        raw.server.get_or_insert_with(RawServer::default).listen =
+            Some(vec![format!("127.0.0.1:{}", self.port)]);
+        let max_tenants = raw.metrics.as_ref().and_then(|m| m.max_tenants);
+        raw.metrics = Some(RawMetrics {
+            listen: Some(format!("127.0.0.1:{}", self.metrics_port)),
+            max_tenants,
+        });
+        let yaml = serde_yaml::to_string(&raw).expect("a typed config serializes");
+        std::fs::write(&self.config, yaml).expect("config");
     }
 
     /// Starts another program (e.g. the `embed` example) as `program --config gate.yaml` with the
@@ -230,7 +248,8 @@ impl GateProc {
         proc
     }
 
-    fn spawn(&mut self, env: &[(String, String)]) {
+    /// Starts the gate binary; `Err(its log)` when it exited before it was ready.
+    fn try_spawn(&mut self, env: &[(String, String)]) -> Result<(), String> {
         let log = std::fs::File::create(self.dir.path().join("gate.log")).expect("log");
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
@@ -260,7 +279,13 @@ impl GateProc {
             }
         }
         self.child = Some(cmd.spawn().expect("spawn gate"));
-        self.wait_ready();
+        self.wait_ready()
+    }
+
+    fn spawn(&mut self, env: &[(String, String)]) {
+        if let Err(log) = self.try_spawn(env) {
+            panic!("gate exited early: {log}");
+        }
     }
 
     /// Restarts a killed gate with the same config (same ports).
@@ -269,7 +294,7 @@ impl GateProc {
         self.spawn(env);
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             // Connect, not just `exists()`: after a SIGKILL the stale socket file is still there
@@ -277,10 +302,10 @@ impl GateProc {
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                 && std::os::unix::net::UnixStream::connect(self.admin_socket()).is_ok()
             {
-                return;
+                return Ok(());
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("gate exited early ({status}): {}", self.log());
+                return Err(format!("({status}) {}", self.log()));
             }
             assert!(
                 Instant::now() < deadline,
