@@ -212,7 +212,7 @@ impl<E: Embedder> ProxyHttp for GatedProxy<E> {
             .upstream_request_filter(session, upstream_request, &mut ctx.embedder)
             .await?;
         self.gate
-            .upstream_request_filter(upstream_request, &ctx.gate)
+            .upstream_request_filter(upstream_request, &mut ctx.gate)
     }
 
     async fn request_body_filter(

@@ -111,6 +111,8 @@ pub struct Upstream {
     pub target: UpstreamTarget,
     /// `scheme://authority/path` as the upstream names itself in `Location` and `meta.location`.
     pub prefix: String,
+    /// `upstream.url` holds `{tenant}`: the path and prefix differ per token.
+    pub per_tenant: bool,
     pub authorization: Option<String>,
     peer: HttpPeer,
     connector: Connector,
@@ -138,6 +140,7 @@ impl Upstream {
         let scheme = if target.tls { "https" } else { "http" };
         Ok(Upstream {
             prefix: format!("{scheme}://{}{}", target.authority, target.path),
+            per_tenant: target.path.contains(crate::config::TENANT_PLACEHOLDER),
             authorization: cfg
                 .upstream
                 .authorization
@@ -147,6 +150,30 @@ impl Upstream {
             peer,
             connector: Connector::new(None),
         })
+    }
+
+    /// The upstream root's path for `tenant` (`{tenant}` replaced; tenant names are
+    /// `[A-Za-z0-9._-]` without dot segments, so no encoding is needed and no root is left).
+    pub fn path_for(&self, tenant: &str) -> std::borrow::Cow<'_, str> {
+        if self.per_tenant {
+            self.target
+                .path
+                .replace(crate::config::TENANT_PLACEHOLDER, tenant)
+                .into()
+        } else {
+            self.target.path.as_str().into()
+        }
+    }
+
+    /// [`Upstream::prefix`] for `tenant`: what the response rewrite replaces.
+    pub fn prefix_for(&self, tenant: &str) -> std::borrow::Cow<'_, str> {
+        if self.per_tenant {
+            self.prefix
+                .replace(crate::config::TENANT_PLACEHOLDER, tenant)
+                .into()
+        } else {
+            self.prefix.as_str().into()
+        }
     }
 
     /// A peer for Pingora's proxy phase (cloned: Pingora takes ownership of a boxed peer).
@@ -197,7 +224,7 @@ impl Upstream {
             .get_http_session(&self.peer)
             .await
             .map_err(classify)?;
-        let path = format!("{}{}", self.target.path, suffix);
+        let path = format!("{}{}", self.path_for(tenant), suffix);
         let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(classify)?;
         req.insert_header(
             http::header::ACCEPT,

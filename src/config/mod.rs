@@ -32,7 +32,9 @@ use raw::{
     Updatable,
 };
 use values::normalize_base_path;
-pub use values::{format_duration, parse_duration, parse_upstream_url, UpstreamTarget};
+pub use values::{
+    format_duration, parse_duration, parse_upstream_url, UpstreamTarget, TENANT_PLACEHOLDER,
+};
 
 /// Why a configuration could not be used. Every variant names the file; validation errors also
 /// name the key, so an operator can fix the file without reading code.
@@ -625,6 +627,19 @@ fn default_extensions() -> BTreeMap<String, ExtensionAttrs> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tenant_may_stand_only_in_the_upstream_path() {
+        let ok = parse_upstream_url("http://dir:8080/{tenant}/v2").expect("path");
+        assert_eq!(ok.path, "/{tenant}/v2");
+        for bad in [
+            "http://{tenant}.dir/v2",
+            "http://dir:8080/{tenants}/v2",
+            "http://dir/{x}/v2",
+        ] {
+            assert!(parse_upstream_url(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn parse(yaml: &str) -> Result<Config, ConfigError> {

@@ -35,6 +35,9 @@ pub(super) fn normalize_base_path(p: &str) -> Result<String, String> {
     Ok(p.trim_end_matches('/').to_string())
 }
 
+/// Stands for the authenticated token's tenant in `upstream.url`'s path (`docs/configuration.md#upstream`).
+pub const TENANT_PLACEHOLDER: &str = "{tenant}";
+
 /// Splits `http(s)://host[:port][/path]` without pulling in a URL crate for one field.
 pub fn parse_upstream_url(url: &str) -> Result<UpstreamTarget, String> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
@@ -50,6 +53,16 @@ pub fn parse_upstream_url(url: &str) -> Result<UpstreamTarget, String> {
     };
     if authority.is_empty() || authority.contains('@') {
         return Err(format!("{url:?}: needs a host (and no user info)"));
+    }
+    if authority.contains(TENANT_PLACEHOLDER) {
+        return Err(format!(
+            "{url:?}: {TENANT_PLACEHOLDER} may stand only in the path (the host is resolved once, at start)"
+        ));
+    }
+    if path.contains('{') && path.replace(TENANT_PLACEHOLDER, "").contains(['{', '}']) {
+        return Err(format!(
+            "{url:?}: the only placeholder is {TENANT_PLACEHOLDER}"
+        ));
     }
     if path.contains('?') || path.contains('#') {
         return Err(format!("{url:?}: no query or fragment allowed"));

@@ -56,6 +56,9 @@ pub struct GateCtx {
     pub(super) limited: Option<crate::guards::Limited>,
     /// The gate's own refusal of this request, for the decision log (`logging`).
     pub(super) refusal: Option<ScimError>,
+    /// The upstream's URL prefix for this token's tenant, when `upstream.url` holds
+    /// `{tenant}` (`None`: the configured prefix).
+    pub(super) upstream_prefix: Option<String>,
 }
 
 impl GateCtx {

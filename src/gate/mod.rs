@@ -261,7 +261,7 @@ impl Gate {
     pub(crate) fn upstream_request_filter(
         &self,
         req: &mut RequestHeader,
-        ctx: &GateCtx,
+        ctx: &mut GateCtx,
     ) -> pingora::Result<()> {
         let (Some(route), Some(token)) = (&ctx.route, &ctx.token) else {
             return Error::e_explain(
@@ -269,7 +269,14 @@ impl Gate {
                 "upstream_request_filter before request_filter",
             );
         };
-        let mut path = format!("{}{}", self.upstream.target.path, route.upstream_suffix());
+        let mut path = format!(
+            "{}{}",
+            self.upstream.path_for(token.tenant()),
+            route.upstream_suffix()
+        );
+        if self.upstream.per_tenant {
+            ctx.upstream_prefix = Some(self.upstream.prefix_for(token.tenant()).into_owned());
+        }
         if let Some(q) = req.uri.query() {
             path.push('?');
             path.push_str(q);

@@ -32,7 +32,11 @@ impl Gate {
             .get(http::header::LOCATION)
             .and_then(|v| v.to_str().ok())
         {
-            if let Some(rest) = loc.strip_prefix(self.upstream.prefix.as_str()) {
+            let upstream_prefix = ctx
+                .upstream_prefix
+                .as_deref()
+                .unwrap_or(&self.upstream.prefix);
+            if let Some(rest) = loc.strip_prefix(upstream_prefix) {
                 let public = format!("{}{rest}", ctx.public_prefix);
                 resp.insert_header(http::header::LOCATION, public)?;
             }
@@ -45,7 +49,11 @@ impl Gate {
         let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
         let has_body = !matches!(resp.status.as_u16(), 204 | 304);
         let spc = ctx.route == Some(Route::ServiceProviderConfig);
-        if json && has_body && !encoded && (spc || self.upstream.prefix != ctx.public_prefix) {
+        let upstream_prefix = ctx
+            .upstream_prefix
+            .as_deref()
+            .unwrap_or(&self.upstream.prefix);
+        if json && has_body && !encoded && (spc || upstream_prefix != ctx.public_prefix) {
             ctx.rewrite_response = true;
             // The header leaves before the body is read, so a body whose length may change goes
             // out chunked — unless the public prefix is no longer than the upstream's: then the
@@ -57,7 +65,7 @@ impl Gate {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<usize>().ok());
             match length {
-                Some(n) if !spc && ctx.public_prefix.len() <= self.upstream.prefix.len() => {
+                Some(n) if !spc && ctx.public_prefix.len() <= upstream_prefix.len() => {
                     ctx.pad_to = Some(n);
                 }
                 _ => {
@@ -83,7 +91,13 @@ impl Gate {
         if !ctx.rewrite_response {
             return;
         }
-        let from = self.upstream.prefix.as_bytes();
+        // With `{tenant}` in the upstream URL the prefix is this request's (a copy, so the
+        // buffers of `ctx` can be written while it is read).
+        let tenant_prefix = ctx.upstream_prefix.clone();
+        let from = tenant_prefix
+            .as_deref()
+            .unwrap_or(&self.upstream.prefix)
+            .as_bytes();
         // `response_sent` is still 0 while a configuration document is being read whole.
         if ctx.route == Some(Route::ServiceProviderConfig) && ctx.response_sent == 0 {
             if let Some(chunk) = body.take() {

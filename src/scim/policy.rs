@@ -443,14 +443,12 @@ fn compile_rules(
     Ok(rules)
 }
 
-/// `userName` is immutable after creation (`docs/scim-checks.md`: the default list leaves it out) and readOnly attributes
-/// can never change, so listing them is a configuration mistake worth failing on.
+/// ReadOnly attributes can never change, so listing them is a configuration mistake worth
+/// failing on. `userName` may be listed: renames are the operator's choice (`docs/scim-checks.md`;
+/// the default list leaves it out, so it is immutable after creation unless listed).
 fn check_core_entry(resource: Resource, attr: &str, sub: Option<&str>) -> Result<(), String> {
     let def = schema::find(resource.attrs(), attr)
         .ok_or_else(|| format!("no attribute '{attr}' in {}", resource.name()))?;
-    if def.name == "userName" {
-        return Err("userName is immutable after creation".into());
-    }
     if def.read_only() {
         return Err(format!("'{}' is readOnly", def.name));
     }

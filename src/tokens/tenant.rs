@@ -25,6 +25,9 @@ pub enum TenantError {
     #[error("tenant looks like a scim-gate token; a secret is never a name")]
     /// The name starts like a gate token (a secret pasted into the wrong field).
     LooksLikeToken,
+    #[error("tenant must not be '.' or '..'")]
+    /// A dot segment: with `{tenant}` in `upstream.url` it would leave the tenant's root.
+    DotSegment,
 }
 
 /// Checks `name` against `[A-Za-z0-9._-]{1,64}`, and refuses a name that starts like a gate
@@ -41,6 +44,9 @@ pub fn check(name: &str) -> Result<(), TenantError> {
     }
     if name.len() > MAX_LEN {
         return Err(TenantError::TooLong);
+    }
+    if name == "." || name == ".." {
+        return Err(TenantError::DotSegment);
     }
     if name
         .get(..secret::PREFIX.len())
@@ -74,6 +80,8 @@ mod tests {
         let cases = [
             ("", TenantError::Empty),
             ("acme,evil", TenantError::BadCharacter),
+            (".", TenantError::DotSegment),
+            ("..", TenantError::DotSegment),
             ("acme evil", TenantError::BadCharacter),
             ("acmé", TenantError::BadCharacter),
             ("ａｃｍｅ", TenantError::BadCharacter),

@@ -33,12 +33,12 @@ among the results of the same ``(resource_type, title)``.
 "Passes directly but fails through the gate" = passed directly, and failed or absent through
 the gate.
 
-Expected policy differences (``EXPECTED_POLICY_REJECTIONS``): the gate is *meant* to refuse a
-few things scim2-tester does (docs/configuration.md#policy: ``userName`` is immutable after creation, and a PUT may not
-change it). Those checks must fail through the gate *with a 400 from the gate's policy*; they are
-tested separately (``test_policy_differences_are_gate_rejections``) and not counted as
-regressions. The gate config of these tests widens ``policy.users.updatable``/``groups.updatable``
-and ``policy.extensions`` to every attribute scim2-tester writes, so that nothing else differs.
+Policy differences: by default the gate refuses renames (docs/configuration.md#policy: ``userName``
+is immutable after creation unless listed), which scim2-tester does twice. The gate config of
+these tests lists ``userName`` and widens ``policy.users.updatable``/``groups.updatable`` and
+``policy.extensions`` to every attribute scim2-tester writes, so nothing differs:
+``test_with_renames_allowed_the_gate_passes_what_the_directory_passes`` checks the counts are
+equal (``EXPECTED_POLICY_REJECTIONS`` is empty and kept for a future deliberate difference).
 
 Classification for the wrong-token run
 --------------------------------------
@@ -123,21 +123,16 @@ TEST_TIMEOUT = int(os.environ.get("E2E_TEST_TIMEOUT", "300"))  # hard limit for 
 PASSED = {Status.SUCCESS, Status.COMPLIANT, Status.ACCEPTABLE, Status.DEVIATION}
 FAILED = {Status.ERROR, Status.CRITICAL}
 
-# (resource_type, check title, subject) -> why the gate refuses it by design.
-EXPECTED_POLICY_REJECTIONS = {
-    ("User", "check_replace_attribute", "userName"): (
-        "docs/configuration.md#policy: userName is immutable after creation (PATCH replace userName → 400 mutability)"
-    ),
-    ("User", "object_replacement", "#0"): (
-        "docs/scim-checks.md: a PUT may not change userName; scim2-tester's PUT fills userName with a new "
-        "random value (→ 400 mutability)"
-    ),
-}
+# (resource_type, check title, subject) -> why the gate refuses it by design. Empty: the shared
+# gate lists userName as updatable (renames, docs/configuration.md#policy), so it passes exactly
+# what scim2-server passes. Without it, scim2-tester's userName replace and its PUT (which fills
+# userName with a new random value) are refused 400 mutability — the default, tested in
+# tests/it/checks.rs and src/scim/tests/rules.rs.
+EXPECTED_POLICY_REJECTIONS: dict = {}
 
-# Every attribute scim2-tester writes (scim2-server's default schemas), so the only policy
-# differences left are the ones above.
+# Every attribute scim2-tester writes (scim2-server's default schemas), userName included.
 USER_UPDATABLE = [
-    "displayName", "emails", "name", "name.givenName", "name.familyName", "name.formatted",
+    "userName", "displayName", "emails", "name", "name.givenName", "name.familyName", "name.formatted",
     "name.middleName", "name.honorificPrefix", "name.honorificSuffix", "active", "externalId",
     "nickName", "profileUrl", "title", "userType", "preferredLanguage", "locale", "timezone",
     "password", "phoneNumbers", "ims", "photos", "addresses", "entitlements", "roles",
@@ -427,23 +422,27 @@ class Upstream:
         return self.proc.output()
 
 
-def start_upstream(workdir: Path, name: str = "scim2-server") -> Upstream:
-    """A fresh scim2-server (empty in-memory directory) on a free loopback port."""
+def start_upstream(workdir: Path, name: str = "scim2-server", tenants: tuple[str, ...] = ()) -> Upstream:
+    """A fresh scim2-server (empty in-memory directory) on a free loopback port; with ``tenants``,
+    one root per tenant (``/TENANT/v2``) and the gate's ``upstream.url`` templated with ``{tenant}``
+    (docs/configuration.md#upstream)."""
     port = free_port()
     token = "upstream-" + secrets.token_urlsafe(24)
-    proc = Proc(
-        name,
-        [
-            sys.executable, "-m", "scim2_server.testserver.cli",
-            "--hostname", HOST, "--port", str(port),
-            "--bearer-token", token,
-            "--debug",
-        ],
-        workdir,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    args = [
+        sys.executable, "-m", "scim2_server.testserver.cli",
+        "--hostname", HOST, "--port", str(port),
+        "--bearer-token", token,
+        "--debug",
+    ]
+    for t in tenants:
+        args += ["--tenant", t]
+    proc = Proc(name, args, workdir, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     up = Upstream(proc, port, token)
-    with http_client(up.url, token) as c:
+    probe_url = up.url
+    if tenants:
+        up.url = f"http://{HOST}:{port}/{{tenant}}/v2"
+        probe_url = f"http://{HOST}:{port}/{tenants[0]}/v2"
+    with http_client(probe_url, token) as c:
         wait_until(
             name,
             lambda: c.get("/ServiceProviderConfig").status_code == 200,
@@ -632,31 +631,16 @@ def test_conformance_through_gate(direct_run, gate_run, gate):
     )
 
 
-def test_policy_differences_are_gate_rejections(direct_run, gate_run):
-    """The checks the gate refuses by design (docs/scim-checks.md) fail through the gate with a 400
-    mutability error from the gate, not with something else."""
-    problems = []
-    for k, why in EXPECTED_POLICY_REJECTIONS.items():
-        d, g = direct_run.by_key.get(k), gate_run.by_key.get(k)
-        print(f"  {fmt_key(k)}: direct={d and d.status.name} gate={g and g.status.name} ({why})")
-        if d is None or d.status not in PASSED:
-            continue  # nothing to compare
-        if g is None:
-            problems.append(f"{fmt_key(k)}: absent from the gate run")
-        elif g.status in PASSED:
-            problems.append(f"{fmt_key(k)}: passed through the gate although {why}")
-        else:
-            text = f"{g.reason} {g.data!r}"
-            if "mutability" not in text.lower():
-                problems.append(f"{fmt_key(k)}: failed, but not with a 400 mutability: {short(text, 800)}")
-    # And on the wire: the gate itself answered 400 mutability to a PATCH and to a PUT of a User.
-    for method in ("PATCH", "PUT"):
-        hits = [e for e in gate_run.exchanges
-                if e[0] == method and "/Users/" in e[1] and e[3] == 400 and gate_made(e)
-                and '"mutability"' in e[5]]
-        if not hits:
-            problems.append(f"no 400 mutability from the gate to a {method} /Users/… in the gate run")
-    assert not problems, "\n".join(problems)
+def test_with_renames_allowed_the_gate_passes_what_the_directory_passes(direct_run, gate_run):
+    """With ``userName`` in ``policy.users.updatable`` (issue 13: renames by policy), scim2-tester
+    through the gate passes exactly the resource checks it passes directly."""
+    direct = {k for k, r in direct_run.by_key.items() if r.status in PASSED}
+    through = {k for k, r in gate_run.by_key.items() if r.status in PASSED}
+    print(f"  passing checks: direct {len(direct)} of {len(direct_run.by_key)}, "
+          f"through the gate {len(through)} of {len(gate_run.by_key)}")
+    assert direct, "nothing passed directly: the comparison would be vacuous"
+    assert direct - through == set(), f"pass directly only: {sorted(map(fmt_key, direct - through))}"
+    assert len(through) == len(direct)
 
 
 def test_wrong_token_reads_and_writes_nothing(direct_run, gate, upstream):
@@ -802,6 +786,38 @@ def test_token_file_hot_reload(gate_run, gate):
         f"one invalid edit was counted {errors:g} times in 2 s (and logged as often): the watcher "
         "keeps re-reading the invalid file"
     )
+
+
+def test_tenant_roots_keep_tenants_apart(workdir):
+    """``upstream.url`` with ``{tenant}`` (docs/configuration.md#upstream) in front of a scim2-server
+    that keeps each tenant under its own root: two tokens of two tenants each see only their own
+    users, and the locations they get back are the gate's, not a tenant root's."""
+    up = start_upstream(workdir, "scim2-server-tenants", tenants=("e2e", "beta"))
+    g = start_gate(workdir, up, name="gate-tenants")
+    try:
+        out = subprocess.run(
+            [str(GATE_BIN), "token", "create", "--tenant", "beta", "--idp", "okta",
+             "--socket", str(g.dir / "admin.sock")],
+            capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        beta_token = out.stdout.splitlines()[0].strip()
+        user = {"schemas": [CORE_USER], "userName": "only-in-e2e"}
+        with http_client(g.url, g.token) as e2e, http_client(g.url, beta_token) as beta:
+            created = e2e.post("/Users", json=user)
+            assert created.status_code == 201, created.text
+            assert created.headers["location"].startswith(g.url), created.headers["location"]
+            assert created.json()["meta"]["location"].startswith(g.url), created.json()["meta"]
+            mine = e2e.get("/Users", params={"filter": 'userName eq "only-in-e2e"'}).json()
+            theirs = beta.get("/Users", params={"filter": 'userName eq "only-in-e2e"'}).json()
+            print(f"  tenant e2e sees {mine['totalResults']}, tenant beta sees {theirs['totalResults']}")
+            assert mine["totalResults"] == 1
+            assert theirs["totalResults"] == 0
+            uid = created.json()["id"]
+            assert beta.get(f"/Users/{uid}").status_code == 404
+            assert e2e.get(f"/Users/{uid}").status_code == 200
+    finally:
+        g.proc.stop()
+        up.proc.stop()
 
 
 def test_location_rewritten_to_public_url(gate, upstream):

@@ -20,9 +20,7 @@ impl<'p> Cx<'p> {
             return Ok(());
         }
         if let Some(Value::String(u)) = get_ci(obj, "userName") {
-            if nfkc(u).contains('@') {
-                self.check_domain(u, "userName")?;
-            }
+            self.check_user_name_domain(u)?;
         }
         if let Some(Value::Array(emails)) = get_ci(obj, "emails") {
             for (i, e) in emails.iter().enumerate() {
@@ -30,6 +28,14 @@ impl<'p> Cx<'p> {
             }
         }
         Ok(())
+    }
+
+    /// A `userName` that is an address must be in the token's domains.
+    pub(super) fn check_user_name_domain(&self, user_name: &str) -> Result<(), Rejection> {
+        if self.domains.is_empty() || !nfkc(user_name).contains('@') {
+            return Ok(());
+        }
+        self.check_domain(user_name, "userName")
     }
 
     pub(super) fn check_email_item(&self, item: &Value, loc: &Loc) -> Result<(), Rejection> {

@@ -129,6 +129,17 @@ impl<'p> Cx<'p> {
             }
             self.check_patch_emails(pp, v, &at)?;
         }
+        // A rename (`userName` listed as updatable) writes a new address: the token's domains
+        // hold for it as for a POST.
+        if matches!(scope, Scope::Core)
+            && self.resource == Resource::Users
+            && attr.eq_ignore_ascii_case("userName")
+            && pp.sub.is_none()
+        {
+            if let Value::String(u) = v {
+                self.check_user_name_domain(u)?;
+            }
+        }
         Ok(())
     }
 
