@@ -31,6 +31,7 @@ fn store(n: usize) -> (TokenStore, Vec<String>) {
                 refreshed_at: None,
                 expires_at: None,
                 last_used_at: None,
+                access: Vec::new(),
             };
             plain.push(token);
             r

@@ -173,7 +173,7 @@ impl AdminApp {
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || store.apply(change, Some(uid))).await;
         match result {
-            Ok(Ok(Changed { record, token })) => {
+            Ok(Ok(Changed { record, token, .. })) => {
                 if ok_status == 204 {
                     return Reply(204, None);
                 }

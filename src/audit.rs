@@ -27,6 +27,9 @@ pub struct AuditEvent {
     /// For `tokens.reloaded`: `{"added":[ids],"removed":[ids],"changed":[ids]}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<serde_json::Value>,
+    /// For a refresh, deactivation or deletion: the OAuth access tokens it revoked, when any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_access_tokens: Option<usize>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -89,6 +92,7 @@ impl AuditEvent {
             idp: None,
             uid: None,
             changes: None,
+            revoked_access_tokens: None,
         }
     }
 }

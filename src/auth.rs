@@ -158,6 +158,7 @@ mod tests {
             refreshed_at: None,
             expires_at: None,
             last_used_at: None,
+            access: Vec::new(),
         };
         TokenStore::from_records(vec![r], 2).expect("valid")
     }

@@ -243,6 +243,20 @@ impl TenantCap {
     }
 }
 
+/// OAuth access tokens issued, by the parent token's IdP.
+pub static OAUTH_ISSUED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register(
+        IntCounterVec::new(
+            Opts::new(
+                "scim_gate_oauth_tokens_issued_total",
+                "OAuth access tokens issued by the token endpoint, by IdP",
+            ),
+            &["idp"],
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
 /// Requests a guard rail refused, by `reason` (`guards::Limited`).
 pub static LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(
@@ -324,6 +338,7 @@ pub fn init() {
     LazyLock::force(&UPSTREAM_ERRORS);
     LazyLock::force(&CONNECTIONS);
     LazyLock::force(&TENANT_REQUESTS);
+    LazyLock::force(&OAUTH_ISSUED);
     for reason in crate::guards::Limited::ALL {
         LIMITED.with_label_values(&[reason.label()]);
     }

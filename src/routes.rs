@@ -22,6 +22,8 @@ pub enum Route {
     ServiceProviderConfig,
     Schemas(Option<String>),
     ResourceTypes(Option<String>),
+    /// `/oauth/token`: the OAuth 2.0 token endpoint (`docs/oauth.md`), answered by the gate.
+    OAuthToken,
 }
 
 impl Route {
@@ -35,6 +37,7 @@ impl Route {
             Route::ServiceProviderConfig => "ServiceProviderConfig",
             Route::Schemas(_) => "Schemas",
             Route::ResourceTypes(_) => "ResourceTypes",
+            Route::OAuthToken => "oauth_token",
         }
     }
 
@@ -57,6 +60,8 @@ impl Route {
             Route::Schemas(Some(id)) => format!("/Schemas/{}", encode_segment(id)),
             Route::ResourceTypes(None) => "/ResourceTypes".into(),
             Route::ResourceTypes(Some(id)) => format!("/ResourceTypes/{}", encode_segment(id)),
+            // Never forwarded: the gate answers it (`gate::oauth`).
+            Route::OAuthToken => "/oauth/token".into(),
         }
     }
 
@@ -67,7 +72,7 @@ impl Route {
         match self {
             Route::Collection(_) => matches!(*method, M::GET | M::POST),
             Route::Item(..) => matches!(*method, M::GET | M::PUT | M::PATCH | M::DELETE),
-            Route::Search(_) | Route::Bulk => *method == M::POST,
+            Route::Search(_) | Route::Bulk | Route::OAuthToken => *method == M::POST,
             Route::ServiceProviderConfig | Route::Schemas(_) | Route::ResourceTypes(_) => {
                 *method == M::GET
             }
@@ -177,6 +182,7 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
         [s] if is(s, "ServiceProviderConfig") => Ok(Route::ServiceProviderConfig),
         [s] if is(s, "Schemas") => Ok(Route::Schemas(None)),
         [s, id] if is(s, "Schemas") && !id.is_empty() => Ok(Route::Schemas(Some(id.to_string()))),
+        [s, t] if is(s, "oauth") && is(t, "token") => Ok(Route::OAuthToken),
         [s] if is(s, "ResourceTypes") => Ok(Route::ResourceTypes(None)),
         [s, id] if is(s, "ResourceTypes") && !id.is_empty() => {
             Ok(Route::ResourceTypes(Some(id.to_string())))

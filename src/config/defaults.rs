@@ -45,6 +45,8 @@ pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
 pub const ADMIN_SOCKET: &str = "admin.sock";
 /// `audit.file`, relative to the config file's folder.
 pub const AUDIT_FILE: &str = "audit.jsonl";
+/// `oauth.access_token_ttl`: how long an OAuth access token works.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// `admin.decisions_kept`: refusals kept for `GET /decisions`.
 pub const DECISIONS_KEPT: usize = 10_000;
 /// `metrics.max_tenants`: tenants with their own series; the rest are counted as `other`.

@@ -28,7 +28,7 @@ pub use guards::{DestructiveConfig, LimitsConfig, Rate};
 
 use raw::{
     DialectName, ExtensionAttrs, RawAdmin, RawAudit, RawConfig, RawDestructive, RawGuards,
-    RawLimits, RawMetrics, RawPolicy, RawRate, RawServer, RawTls, RawTokens, RawUpstream,
+    RawLimits, RawMetrics, RawOAuth, RawPolicy, RawRate, RawServer, RawTls, RawTokens, RawUpstream,
     Updatable,
 };
 use values::normalize_base_path;
@@ -91,6 +91,15 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `guards.destructive:` — the destructive-change breaker.
     pub destructive: DestructiveConfig,
+    /// `oauth:` — the client-credentials token endpoint; `None` when disabled.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `oauth:` when enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// How long an access token works; above zero, at most a day.
+    pub access_token_ttl: Duration,
 }
 
 /// `server:`.
@@ -300,6 +309,27 @@ impl Config {
                 .destructive
                 .unwrap_or_default(),
         )?;
+        let raw_oauth = raw.oauth.unwrap_or_default();
+        let oauth = match raw_oauth.enabled.unwrap_or(true) {
+            false => None,
+            true => {
+                let ttl = r.above_zero(
+                    "oauth.access_token_ttl",
+                    raw_oauth
+                        .access_token_ttl
+                        .unwrap_or(defaults::ACCESS_TOKEN_TTL),
+                )?;
+                if ttl > Duration::from_secs(86_400) {
+                    return Err(r.invalid(
+                        "oauth.access_token_ttl",
+                        "must be at most 1d (a short-lived credential is the point)".into(),
+                    ));
+                }
+                Some(OAuthConfig {
+                    access_token_ttl: ttl,
+                })
+            }
+        };
         Ok(Config {
             server,
             base_path,
@@ -311,6 +341,7 @@ impl Config {
             policy,
             limits,
             destructive,
+            oauth,
         })
     }
 
@@ -409,6 +440,10 @@ impl Config {
                     max: Some(self.destructive.max),
                     window: Some(self.destructive.window),
                 }),
+            }),
+            oauth: Some(RawOAuth {
+                enabled: Some(self.oauth.is_some()),
+                access_token_ttl: self.oauth.map(|o| o.access_token_ttl),
             }),
         }
     }

@@ -85,6 +85,33 @@ pub struct RawConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub guards: Option<RawGuards>,
+    /// The OAuth 2.0 client-credentials token endpoint.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oauth: Option<RawOAuth>,
+}
+
+/// `oauth:`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    /// Whether `POST {base_path}/oauth/token` answers.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enabled: Option<bool>,
+    /// How long an access token works.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub access_token_ttl: Option<Duration>,
 }
 
 /// `limits:`.

@@ -31,6 +31,7 @@ mod ctx;
 mod current;
 mod failure;
 mod guard;
+mod oauth;
 mod response;
 
 pub use ctx::GateCtx;
@@ -83,6 +84,8 @@ pub struct Gate {
     decisions: Arc<DecisionLog>,
     /// The tenants with their own metric series (`metrics.max_tenants`).
     tenants: metrics::TenantCap,
+    /// `oauth.access_token_ttl` when the token endpoint is on.
+    oauth_ttl: Option<Duration>,
 }
 
 impl Gate {
@@ -112,6 +115,7 @@ impl Gate {
             breakers: Arc::new(Breakers::new(&cfg.destructive)),
             decisions: Arc::new(DecisionLog::new(cfg.admin.decisions_kept)),
             tenants: metrics::TenantCap::new(cfg.metrics.max_tenants),
+            oauth_ttl: cfg.oauth.map(|o| o.access_token_ttl),
             schemes: match cfg.policy.spec.dialect {
                 crate::scim::Dialect::Strict => auth::Schemes::BearerOnly,
                 _ => auth::Schemes::AlsoSchemeless,
@@ -155,6 +159,18 @@ impl Gate {
         ctx.start = Some(Instant::now());
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         ctx.counted = true;
+        if let Some(ttl) = self.oauth_ttl {
+            if self.is_token_endpoint(session, ctx) {
+                if let Err(e) = self.guards.before_auth(&guard_input(session, ctx)) {
+                    ctx.limited = e.limited;
+                    ctx.refusal = Some(e.clone());
+                    self.answer(session, &e).await?;
+                } else {
+                    self.token_endpoint(session, ctx, ttl).await?;
+                }
+                return Ok(Decision::Responded);
+            }
+        }
         match self.admit(session, ctx).await {
             Ok(()) => Ok(Decision::Forward),
             Err(e) => {
@@ -185,7 +201,13 @@ impl Gate {
         if let (false, Some(token)) = (self.guards.is_empty(), &ctx.token) {
             self.guards.after_auth(&guard_input(session, ctx), token)?;
         }
-        let route = route?;
+        // With the token endpoint off, its path is no SCIM endpoint (never forwarded).
+        let route = route.and_then(|r| match r {
+            Route::OAuthToken => {
+                Err(ScimError::new(404, None, "no such SCIM endpoint").reason("route_unknown"))
+            }
+            r => Ok(r),
+        })?;
         let req = session.req_header();
         let method = req.method.clone();
         if !route.allows(&method) {
@@ -223,6 +245,25 @@ impl Gate {
         // Last, so only a request that will really be forwarded takes a place.
         ctx.upstream_slot = Some(self.upstream_in_flight.enter()?);
         Ok(())
+    }
+
+    /// Whether this is `POST {base_path}/oauth/token` (a cheap suffix test first, so other
+    /// requests do not match their route twice).
+    fn is_token_endpoint(&self, session: &Session, ctx: &mut GateCtx) -> bool {
+        let path = session.req_header().uri.path();
+        let tail = path
+            .len()
+            .checked_sub("/oauth/token".len())
+            .and_then(|i| path.get(i..));
+        if !tail.is_some_and(|t| t.eq_ignore_ascii_case("/oauth/token")) {
+            return false;
+        }
+        let route = match_route(path, &self.base_path).ok();
+        let hit = route == Some(Route::OAuthToken);
+        if hit {
+            ctx.route = route;
+        }
+        hit
     }
 
     /// `scheme://Host{base_path}`: the URL prefix the IdP used, so rewritten locations point

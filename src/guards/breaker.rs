@@ -239,6 +239,7 @@ mod tests {
             refreshed_at: None,
             expires_at: None,
             last_used_at: None,
+            access: Vec::new(),
         };
         let set = Arc::new(TokenSet::build(&[r]));
         match set.lookup(b"s", 0) {

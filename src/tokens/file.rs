@@ -97,6 +97,20 @@ pub struct TokenRecord {
     /// When it last passed authentication, to within `tokens.last_used_interval` (the gate
     /// writes it back at most that often). Left out of the file until the token is used.
     pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Unexpired OAuth access tokens issued on this token's credentials (`docs/oauth.md`):
+    /// hashes and expiries only. Dropped when the token is refreshed, deactivated or deleted.
+    pub access: Vec<AccessRecord>,
+}
+
+/// One OAuth access token: its SHA-256 and when it stops working.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRecord {
+    /// SHA-256 of the access token, 64 lower-case hex digits.
+    pub sha256: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -173,7 +187,7 @@ pub struct YamlProblem {
 }
 
 /// The field names of the file, the only text of a serde message that may be repeated.
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "tokens",
     "id",
     "tenant",
@@ -186,13 +200,14 @@ const FIELDS: [&str; 12] = [
     "refreshed_at",
     "expires_at",
     "last_used_at",
+    "access",
 ];
 
 impl YamlProblem {
     fn of(e: &serde_yaml::Error) -> YamlProblem {
         let msg = e.to_string();
         let what = if msg.contains("unknown field") {
-            "unknown field (the fields are id, tenant, idp, status, sha256, domains, networks, created_at, refreshed_at, expires_at, last_used_at)"
+            "unknown field (the fields are id, tenant, idp, status, sha256, domains, networks, created_at, refreshed_at, expires_at, last_used_at, access)"
         } else if msg.contains("unknown variant") {
             "unknown variant (idp is one of entra, okta, google, onelogin, jumpcloud, other; status is active or inactive)"
         } else if msg.contains("missing field") {
@@ -222,7 +237,7 @@ impl YamlProblem {
 }
 
 /// "missing field X" for each of [`FIELDS`], as static text.
-const MISSING: [&str; 12] = [
+const MISSING: [&str; 13] = [
     "missing field tokens",
     "missing field id",
     "missing field tenant",
@@ -235,6 +250,7 @@ const MISSING: [&str; 12] = [
     "missing field refreshed_at",
     "missing field expires_at",
     "missing field last_used_at",
+    "missing field access",
 ];
 
 impl std::fmt::Display for YamlProblem {
@@ -264,6 +280,9 @@ pub fn parse(bytes: &[u8], max_per_idp: usize) -> Result<Vec<TokenRecord>, Token
     for r in &mut tokens {
         // Hand-written hashes may be upper case; the index and diff compare lower case.
         r.sha256.make_ascii_lowercase();
+        for a in &mut r.access {
+            a.sha256.make_ascii_lowercase();
+        }
     }
     validate(&tokens, max_per_idp)?;
     Ok(tokens)
@@ -343,6 +362,17 @@ pub fn validate(records: &[TokenRecord], max_per_idp: usize) -> Result<(), Token
                 other.to_string(),
                 r.id.clone(),
             ));
+        }
+        for a in &r.access {
+            let Some(digest) = secret::from_hex(&a.sha256) else {
+                return Err(TokenFileError::BadHash { id: r.id.clone() });
+            };
+            if let Some(other) = hashes.insert(digest, r.id.as_str()) {
+                return Err(TokenFileError::DuplicateHash(
+                    other.to_string(),
+                    r.id.clone(),
+                ));
+            }
         }
         let n = per_idp.entry((r.tenant.as_str(), r.idp)).or_default();
         *n += 1;

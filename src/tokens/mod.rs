@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::metrics;
-pub use file::{Idp, Status, TokenFileError, TokenRecord};
+pub use file::{AccessRecord, Idp, Status, TokenFileError, TokenRecord};
 use secret::NewToken;
 pub use set::{Lookup, TokenInfo, TokenSet};
 
@@ -116,6 +116,16 @@ pub enum Change {
     SetStatus(String, Status),
     /// Remove this id.
     Delete(String),
+    /// A new OAuth access token for this id, valid for `ttl` (`docs/oauth.md`); expired ones are
+    /// dropped and at most `keep` stay. Not audited (counted in a metric instead).
+    IssueAccess {
+        /// The parent token's id.
+        id: String,
+        /// How long the access token works.
+        ttl: std::time::Duration,
+        /// Unexpired access tokens kept per parent, at most.
+        keep: usize,
+    },
 }
 
 /// The result of a change: the affected record and, for create/refresh, the one-time secret.
@@ -124,6 +134,8 @@ pub struct Changed {
     pub record: Option<TokenRecord>,
     /// The new plaintext, for a create or a refresh: shown once, never stored.
     pub token: Option<NewToken>,
+    /// OAuth access tokens the change revoked (a refresh, deactivation or deletion).
+    pub revoked: usize,
 }
 
 impl TokenStore {
@@ -187,6 +199,13 @@ impl TokenStore {
         self.current
             .load()
             .lookup(presented, Utc::now().timestamp_millis())
+    }
+
+    /// OAuth client authentication against the current snapshot ([`TokenSet::client`]).
+    pub fn client(&self, id: &str, secret: &[u8]) -> Option<TokenInfo> {
+        self.current
+            .load_full()
+            .client(id, secret, Utc::now().timestamp_millis())
     }
 
     /// The current snapshot (for listing).
@@ -312,7 +331,7 @@ impl TokenStore {
         if self.file_backed {
             file::write_atomic(&self.file, &bytes)
                 .map_err(|e| StoreError::Persist(e.to_string()))?;
-            if let Some(audit) = &self.audit {
+            if let (Some(audit), Some(event)) = (&self.audit, event) {
                 let mut ev = AuditEvent::new(event);
                 if let Some(r) = &changed.record {
                     ev.token_id = Some(r.id.clone());
@@ -320,6 +339,7 @@ impl TokenStore {
                     ev.idp = Some(r.idp.as_str().to_string());
                 }
                 ev.uid = uid;
+                ev.revoked_access_tokens = (changed.revoked > 0).then_some(changed.revoked);
                 if let Err(e) = audit.append(&ev) {
                     // Keep file and memory in agreement: put the previous state back (the file
                     // matched it: it was taken in just above).
@@ -347,7 +367,7 @@ impl TokenStore {
         &self,
         records: &mut Vec<TokenRecord>,
         change: Change,
-    ) -> Result<(Changed, AuditKind), StoreError> {
+    ) -> Result<(Changed, Option<AuditKind>), StoreError> {
         let now = Utc::now();
         let find = |records: &Vec<TokenRecord>, id: &str| {
             records
@@ -387,14 +407,16 @@ impl TokenStore {
                     refreshed_at: None,
                     expires_at,
                     last_used_at: None,
+                    access: Vec::new(),
                 };
                 records.push(record.clone());
                 Ok((
                     Changed {
                         record: Some(record),
                         token: Some(token),
+                        revoked: 0,
                     },
-                    AuditKind::TokenCreated,
+                    Some(AuditKind::TokenCreated),
                 ))
             }
             Change::Refresh(id) => {
@@ -402,12 +424,15 @@ impl TokenStore {
                 let token = NewToken::generate();
                 records[i].sha256 = secret::to_hex(&token.sha256());
                 records[i].refreshed_at = Some(now);
+                // Access tokens die with the secret they were issued on.
+                let revoked = std::mem::take(&mut records[i].access).len();
                 Ok((
                     Changed {
                         record: Some(records[i].clone()),
                         token: Some(token),
+                        revoked,
                     },
-                    AuditKind::TokenRefreshed,
+                    Some(AuditKind::TokenRefreshed),
                 ))
             }
             Change::SetStatus(id, status) => {
@@ -417,23 +442,56 @@ impl TokenStore {
                     Status::Active => AuditKind::TokenActivated,
                     Status::Inactive => AuditKind::TokenDeactivated,
                 };
+                let revoked = match status {
+                    Status::Inactive => std::mem::take(&mut records[i].access).len(),
+                    Status::Active => 0,
+                };
                 Ok((
                     Changed {
                         record: Some(records[i].clone()),
                         token: None,
+                        revoked,
                     },
-                    event,
+                    Some(event),
                 ))
             }
             Change::Delete(id) => {
                 let i = find(records, &id)?;
                 let record = records.remove(i);
+                let revoked = record.access.len();
                 Ok((
                     Changed {
                         record: Some(record),
                         token: None,
+                        revoked,
                     },
-                    AuditKind::TokenDeleted,
+                    Some(AuditKind::TokenDeleted),
+                ))
+            }
+            Change::IssueAccess { id, ttl, keep } => {
+                let i = find(records, &id)?;
+                let r = &mut records[i];
+                if r.status != Status::Active || r.expires_at.is_some_and(|t| t <= now) {
+                    return Err(StoreError::BadRequest(format!("token {id} is not active")));
+                }
+                let ttl = chrono::Duration::from_std(ttl)
+                    .map_err(|e| StoreError::BadRequest(e.to_string()))?;
+                let token = NewToken::generate();
+                r.access.retain(|a| a.expires_at > now);
+                r.access.push(AccessRecord {
+                    sha256: secret::to_hex(&token.sha256()),
+                    expires_at: now + ttl,
+                });
+                r.access.sort_by_key(|a| a.expires_at);
+                let excess = r.access.len().saturating_sub(keep.max(1));
+                r.access.drain(..excess);
+                Ok((
+                    Changed {
+                        record: Some(r.clone()),
+                        token: Some(token),
+                        revoked: 0,
+                    },
+                    None,
                 ))
             }
         }
@@ -592,6 +650,7 @@ mod tests {
             refreshed_at: None,
             expires_at: None,
             last_used_at: None,
+            access: Vec::new(),
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::file::{Idp, Status, TokenRecord};
+use super::file::{AccessRecord, Idp, Status, TokenRecord};
 use super::{secret, FastMap, FastSet};
 use crate::net::Cidr;
 
@@ -62,6 +62,9 @@ pub struct TokenSet {
     last_used: Vec<AtomicI64>,
     /// Set when a `last_used` value moved since the store last wrote them back.
     used_since_flush: AtomicBool,
+    /// OAuth access tokens (`docs/oauth.md`): digest → (the parent's slot, expiry in Unix ms).
+    /// Looked up only when a digest is not a gate token's, so it costs gate tokens nothing.
+    access: FastMap<[u8; 32], (u32, i64)>,
 }
 
 /// The answer of a lookup. Inactive and expired tokens are told apart so the 401's detail can
@@ -185,6 +188,13 @@ impl TokenSet {
                 idp: r.idp,
                 status: r.status,
             });
+            for a in &r.access {
+                if let Some(d) = secret::from_hex(&a.sha256) {
+                    let slot = set.slots.len() as u32 - 1;
+                    set.access
+                        .insert(d, (slot, a.expires_at.timestamp_millis()));
+                }
+            }
             set.digests.push(digest);
         }
         set.ids.shrink_to_fit();
@@ -196,6 +206,27 @@ impl TokenSet {
             .collect();
         set.build_index();
         set
+    }
+
+    /// The access tokens by the slot of their parent, soonest expiry first.
+    fn access_by_slot(&self) -> FastMap<u32, Vec<AccessRecord>> {
+        let mut by_slot: FastMap<u32, Vec<(i64, AccessRecord)>> = FastMap::default();
+        for (d, (slot, exp)) in &self.access {
+            if let Some(expires_at) = time(*exp) {
+                let record = AccessRecord {
+                    sha256: secret::to_hex(d),
+                    expires_at,
+                };
+                by_slot.entry(*slot).or_default().push((*exp, record));
+            }
+        }
+        by_slot
+            .into_iter()
+            .map(|(slot, mut list)| {
+                list.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.sha256.cmp(&b.1.sha256)));
+                (slot, list.into_iter().map(|(_, a)| a).collect())
+            })
+            .collect()
     }
 
     /// Takes over the rate-limiter cells of the tokens `previous` also holds (same hash), so a
@@ -268,8 +299,14 @@ impl TokenSet {
     /// `now_ms` is the current Unix time in milliseconds.
     pub fn lookup(self: &Arc<Self>, presented: &[u8], now_ms: i64) -> Lookup {
         let digest = secret::sha256(presented);
-        let Some(slot) = self.find(&digest) else {
-            return Lookup::Unknown;
+        let slot = match self.find(&digest) {
+            Some(slot) => slot,
+            None => match self.access.get(&digest) {
+                // An access token stands for its parent (same checks below), until it expires.
+                Some(&(_, expires_ms)) if expires_ms <= now_ms => return Lookup::Expired,
+                Some(&(slot, _)) => slot,
+                None => return Lookup::Unknown,
+            },
         };
         let s = &self.slots[slot as usize];
         if s.status != Status::Active {
@@ -291,12 +328,28 @@ impl TokenSet {
         }
     }
 
-    /// The records, in file order, rebuilt from the compact form (admin calls, reloads).
-    pub fn records(&self) -> Vec<TokenRecord> {
-        (0..self.slots.len()).map(|i| self.record(i)).collect()
+    /// OAuth client authentication (`docs/oauth.md`): the active, unexpired gate token whose id is
+    /// `id` and whose secret is `secret`. An access token is not a client secret: only gate
+    /// tokens' own hashes are searched.
+    pub fn client(self: &Arc<Self>, id: &str, secret: &[u8], now_ms: i64) -> Option<TokenInfo> {
+        let slot = self.find(&secret::sha256(secret))?;
+        let s = &self.slots[slot as usize];
+        let live = s.status == Status::Active && (s.expires_ms == NONE_MS || s.expires_ms > now_ms);
+        (live && self.id(s) == id).then(|| TokenInfo {
+            set: self.clone(),
+            slot,
+        })
     }
 
-    fn record(&self, i: usize) -> TokenRecord {
+    /// The records, in file order, rebuilt from the compact form (admin calls, reloads).
+    pub fn records(&self) -> Vec<TokenRecord> {
+        let mut access = self.access_by_slot();
+        (0..self.slots.len())
+            .map(|i| self.record(i, access.remove(&(i as u32)).unwrap_or_default()))
+            .collect()
+    }
+
+    fn record(&self, i: usize, access: Vec<AccessRecord>) -> TokenRecord {
         let s = &self.slots[i];
         TokenRecord {
             id: self.id(s).to_string(),
@@ -310,6 +363,7 @@ impl TokenSet {
             refreshed_at: time(s.refreshed_ms),
             expires_at: time(s.expires_ms),
             last_used_at: time(self.last_used[i].load(Ordering::Relaxed)),
+            access,
         }
     }
 
@@ -420,6 +474,7 @@ mod tests {
                     .unwrap_or_default()
             }),
             last_used_at: None,
+            access: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ mod embed;
 mod fuzz_requests;
 mod guards;
 mod lifecycle;
+mod oauth;
 mod reliability_logs;
 mod reliability_tenants;
 mod reload;

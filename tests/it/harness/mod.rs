@@ -140,6 +140,7 @@ impl GateOpts {
                 ..RawLimits::default()
             }),
             guards: None,
+            oauth: None,
         };
         GateOpts {
             config,
