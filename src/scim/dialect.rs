@@ -67,12 +67,19 @@ pub(crate) enum Deviation {
     BulkMethodCase,
     /// A PATCH `path` with spaces or tabs around it (`" displayName"`).
     PaddedPath,
+    /// SCIM 1.x schema URNs (`urn:scim:schemas:core:1.0`,
+    /// `urn:scim:schemas:extension:enterprise:1.0`) in a User body (OneLogin's templates).
+    LegacyUrn,
+    /// A single object where a resource body needs an array (`"emails": {…}`; OneLogin).
+    SingleObjectForMulti,
+    /// The enterprise `manager` as `{"managerId": id}` (SCIM 1.1; OneLogin).
+    ManagerId,
 }
 
 impl Deviation {
     /// The whole catalogue, in the order of the docs table.
     #[cfg(test)]
-    pub(crate) const ALL: [Deviation; 13] = [
+    pub(crate) const ALL: [Deviation; 16] = [
         Deviation::CapitalisedOp,
         Deviation::BooleanString,
         Deviation::MemberRemovalValue,
@@ -86,6 +93,9 @@ impl Deviation {
         Deviation::SingleValueForMulti,
         Deviation::BulkMethodCase,
         Deviation::PaddedPath,
+        Deviation::LegacyUrn,
+        Deviation::SingleObjectForMulti,
+        Deviation::ManagerId,
     ];
 
     /// The decision. `normalize` rewrites what it can and forwards the rest as sent; `tolerate`
@@ -124,6 +134,10 @@ impl Deviation {
             (ForeignSchemaId, Dialect::Normalize) => Rewrite,
             (ForeignSchemaId, Dialect::Tolerate | Dialect::Strict) => AsSent,
             (NestedSchemas | SingleValueForMulti | BulkMethodCase | PaddedPath, _) => AsSent,
+            // Checked in their RFC form either way; `tolerate` forwards the bytes as sent.
+            (LegacyUrn | SingleObjectForMulti | ManagerId, Dialect::Normalize) => Rewrite,
+            (LegacyUrn | SingleObjectForMulti | ManagerId, Dialect::Tolerate) => AsSent,
+            (LegacyUrn | SingleObjectForMulti | ManagerId, Dialect::Strict) => Refuse,
         }
     }
 
@@ -144,6 +158,9 @@ impl Deviation {
             Deviation::SingleValueForMulti => "single-value-for-multi",
             Deviation::BulkMethodCase => "bulk-method-case",
             Deviation::PaddedPath => "padded-path",
+            Deviation::LegacyUrn => "legacy-urn",
+            Deviation::SingleObjectForMulti => "single-object-for-multi",
+            Deviation::ManagerId => "manager-id",
         }
     }
 
@@ -167,6 +184,9 @@ impl Deviation {
             Deviation::SingleValueForMulti => "a multi-valued attribute needs an array",
             Deviation::BulkMethodCase => "a Bulk method must be upper-case",
             Deviation::PaddedPath => "a path must not be padded with white space",
+            Deviation::LegacyUrn => "SCIM 1.x schema URNs; use the RFC 7643 URNs",
+            Deviation::SingleObjectForMulti => "a multi-valued attribute must be an array",
+            Deviation::ManagerId => "manager must be {\"value\": id}, not {\"managerId\": id}",
         }
     }
 
@@ -176,7 +196,10 @@ impl Deviation {
             Deviation::BooleanString
             | Deviation::ManagerString
             | Deviation::SingleValueForMulti
-            | Deviation::ForeignSchemaId => scim_type::INVALID_VALUE,
+            | Deviation::ForeignSchemaId
+            | Deviation::LegacyUrn
+            | Deviation::SingleObjectForMulti
+            | Deviation::ManagerId => scim_type::INVALID_VALUE,
             Deviation::ReadOnlyInValue | Deviation::ReadOnlyInResource => scim_type::MUTABILITY,
             Deviation::AddOnValueFilter => scim_type::INVALID_PATH,
             Deviation::CapitalisedOp

@@ -37,6 +37,50 @@ impl<'p> Cx<'p> {
         Ok(())
     }
 
+    /// Deviation `legacy-urn`: OneLogin's User templates use the SCIM 1.x URNs
+    /// (`urn:scim:schemas:core:1.0` in `schemas`, the enterprise extension under
+    /// `urn:scim:schemas:extension:enterprise:1.0`). The body is checked in its RFC 7643 form
+    /// whatever the verdict (`tolerate` then forwards the bytes as sent).
+    pub(super) fn legacy_urns(&mut self, obj: &mut Map<String, Value>) -> Result<(), Rejection> {
+        const CORE_1: &str = "urn:scim:schemas:core:1.0";
+        const ENT_1: &str = "urn:scim:schemas:extension:enterprise:1.0";
+        if self.resource != Resource::Users {
+            return Ok(());
+        }
+        let legacy_schema = get_ci(obj, "schemas")
+            .and_then(Value::as_array)
+            .is_some_and(|s| {
+                s.iter()
+                    .filter_map(Value::as_str)
+                    .any(|u| u.eq_ignore_ascii_case(CORE_1) || u.eq_ignore_ascii_case(ENT_1))
+            });
+        let legacy_key = obj.keys().find(|k| k.eq_ignore_ascii_case(ENT_1)).cloned();
+        if !legacy_schema && legacy_key.is_none() {
+            return Ok(());
+        }
+        self.deviate(Deviation::LegacyUrn, "schemas")?;
+        if let Some(Value::Array(items)) = obj
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+            .map(|(_, v)| v)
+        {
+            for item in items.iter_mut() {
+                let new = match item.as_str() {
+                    Some(u) if u.eq_ignore_ascii_case(CORE_1) => self.resource.core_urn(),
+                    Some(u) if u.eq_ignore_ascii_case(ENT_1) => schema::ENTERPRISE_URN,
+                    _ => continue,
+                };
+                *item = Value::String(new.to_string());
+            }
+        }
+        if let Some(key) = legacy_key {
+            if let Some(ext) = obj.remove(&key) {
+                obj.insert(schema::ENTERPRISE_URN.to_string(), ext);
+            }
+        }
+        Ok(())
+    }
+
     /// A full resource (POST, PUT; RFC 7644 §3.3, §3.5.1).
     pub(super) fn check_resource(
         &mut self,
@@ -46,6 +90,7 @@ impl<'p> Cx<'p> {
         let Value::Object(obj) = root else {
             return Err(Rejection::invalid_json("the body must be a JSON object"));
         };
+        self.legacy_urns(obj)?;
         let schemas = require_schema(obj, self.resource.core_urn())?;
         self.foreign_schema_ids(obj)?;
         let mut drop = Vec::new();

@@ -30,6 +30,14 @@ impl<'p> Cx<'p> {
             Value::Array(_) => Err(Rejection::value(format!(
                 "'{loc}' is single-valued, not an array"
             ))),
+            // Deviation `single-object-for-multi`: OneLogin's templates send `"emails": {…}`.
+            // Checked as the one-element array it stands for.
+            Value::Object(_) if def.multi && in_resource => {
+                self.deviate(Deviation::SingleObjectForMulti, loc)?;
+                let item = std::mem::take(v);
+                *v = Value::Array(vec![item]);
+                self.check_attr(def, v, loc, in_resource)
+            }
             _ if def.multi => Err(Rejection::value(format!(
                 "'{loc}' is multi-valued and must be an array"
             ))),
@@ -100,12 +108,27 @@ impl<'p> Cx<'p> {
         v: &mut Value,
         loc: &Loc,
     ) -> Result<bool, Rejection> {
-        let Value::String(id) = &*v else {
-            return Ok(false);
-        };
         if !schema::is_manager(def) {
             return Ok(false);
         }
+        // Deviation `manager-id`: SCIM 1.1's `{"managerId": id}` (OneLogin), checked as
+        // `{"value": id}`; the other keys stay and are checked as usual.
+        if let Value::Object(obj) = v {
+            let key = obj
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case("managerId"))
+                .cloned();
+            if let Some(key) = key {
+                self.deviate(Deviation::ManagerId, loc)?;
+                if let Some(id) = obj.remove(&key) {
+                    obj.entry("value").or_insert(id);
+                }
+            }
+            return Ok(false);
+        }
+        let Value::String(id) = &*v else {
+            return Ok(false);
+        };
         if self.deviate(Deviation::ManagerString, loc)? {
             let mut obj = Map::new();
             obj.insert("value".into(), Value::String(id.clone()));

@@ -78,7 +78,7 @@ fn types_are_checked_and_named() {
     for (extra, name) in [
         (json!({"active": 1}), "active"),
         (json!({"displayName": true}), "displayName"),
-        (json!({"emails": {"value": "a@acme.com"}}), "emails"),
+        (json!({"emails": "a@acme.com"}), "emails"),
         (json!({"emails": [{"value": 5}]}), "emails[0].value"),
         (json!({"name": "Barbara"}), "name"),
         (json!({"name": {"givenName": ["a"]}}), "name.givenName"),
@@ -89,6 +89,59 @@ fn types_are_checked_and_named() {
         assert_eq!(e.scim_type, Some("invalidValue"));
         assert!(e.detail.contains(name), "{} should name {name}", e.detail);
     }
+}
+
+#[test]
+fn onelogin_templates_are_read_in_their_rfc_form() {
+    let body = json!({
+        "schemas": ["urn:scim:schemas:core:1.0", "urn:scim:schemas:extension:enterprise:1.0"],
+        "userName": "jdoe@acme.com",
+        "emails": {"value": "jdoe@acme.com", "type": "work", "primary": true},
+        "urn:scim:schemas:extension:enterprise:1.0": {
+            "department": "Eng",
+            "manager": {"managerId": "12345", "displayName": "Ann Boss"}
+        }
+    });
+    let all_of = |dialect| match Policy::compile(&PolicySpec {
+        dialect,
+        extensions: vec![
+            (ENT.to_string(), ExtensionAllow::All),
+            (IVANTI.to_string(), ExtensionAllow::All),
+        ],
+        ..PolicySpec::default()
+    }) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    // normalize: rewritten to RFC 7643 (2.0 URNs, an emails array, manager.value).
+    let v = rewritten(post_user(&all_of(Dialect::Normalize), body.clone()));
+    assert_eq!(v["schemas"], json!([USER, ENT]));
+    assert_eq!(v["emails"][0]["value"], "jdoe@acme.com");
+    assert_eq!(v[ENT]["manager"]["value"], "12345");
+    assert!(v[ENT]["manager"].get("managerId").is_none());
+    assert!(v.get("urn:scim:schemas:extension:enterprise:1.0").is_none());
+    // tolerate: checked in that form, forwarded as sent (without manager.displayName, which
+    // as a readOnly sub-attribute is removed under every dialect, and a removal re-encodes the
+    // body in its checked form).
+    let mut plain = body.clone();
+    plain["urn:scim:schemas:extension:enterprise:1.0"]["manager"] = json!({"managerId": "12345"});
+    let r = post_user(&all_of(Dialect::Tolerate), plain);
+    assert_eq!(r.map(|c| c.body), Ok(None));
+    // strict: refused as a dialect deviation.
+    let e = rejection(post_user(&all_of(Dialect::Strict), body));
+    assert_eq!(e.reason, RejectReason::Dialect);
+    // The domains still hold for an address inside the single object.
+    let evil = json!({"schemas": ["urn:scim:schemas:core:1.0"], "userName": "x",
+        "emails": {"value": "eve@evil.com"}});
+    let r = run(
+        &n(),
+        Resource::Users,
+        WriteMethod::Post,
+        evil.to_string().as_bytes(),
+        &["acme.com".to_string()],
+        None,
+    );
+    assert_eq!(rejection(r).reason, RejectReason::Domain);
 }
 
 #[test]
