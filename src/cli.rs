@@ -214,6 +214,23 @@ fn run(config: &Path, opts: RunOptions) -> ExitCode {
     }
 }
 
+/// One admin call; the answer's JSON body on a 2xx, else the exit status after saying why on
+/// stderr (1: refused by the gate or unreachable).
+fn admin_call(
+    client: &AdminClient,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, ExitCode> {
+    let reply = client.call(method, path, body).map_err(|e| fail(&e))?;
+    if !(200..300).contains(&reply.status) {
+        let msg = reply.body["error"].as_str().unwrap_or("refused");
+        eprintln!("scim-gate: {} ({})", msg, reply.status);
+        return Err(ExitCode::from(1));
+    }
+    Ok(reply.body)
+}
+
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
     crate::logging::flush();
     eprintln!("scim-gate: {e}");
@@ -307,19 +324,11 @@ fn token(args: TokenArgs) -> ExitCode {
         }
         TokenCommand::Delete { id } => ("DELETE", format!("/tokens/{}", enc(id)), None),
     };
-    let reply = match client.call(method, &path, body.as_ref()) {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
+    let reply = match admin_call(&client, method, &path, body.as_ref()) {
+        Ok(body) => body,
+        Err(code) => return code,
     };
-    if !(200..300).contains(&reply.status) {
-        let msg = reply.body["error"]
-            .as_str()
-            .unwrap_or("refused")
-            .to_string();
-        eprintln!("scim-gate: {} ({})", msg, reply.status);
-        return ExitCode::from(1);
-    }
-    print_reply(&args, &reply.body);
+    print_reply(&args, &reply);
     ExitCode::SUCCESS
 }
 
@@ -347,22 +356,11 @@ fn decisions(
         if let Some(s) = &since {
             path.push_str(&format!("&since={}", enc(s)));
         }
-        let reply = match client.call("GET", &path, None) {
-            Ok(r) => r,
-            Err(e) => return fail(&e),
+        let reply = match admin_call(&client, "GET", &path, None) {
+            Ok(body) => body,
+            Err(code) => return code,
         };
-        if !(200..300).contains(&reply.status) {
-            let msg = reply.body["error"]
-                .as_str()
-                .unwrap_or("refused")
-                .to_string();
-            eprintln!("scim-gate: {} ({})", msg, reply.status);
-            return ExitCode::from(1);
-        }
-        let list = reply.body["decisions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let list = reply["decisions"].as_array().cloned().unwrap_or_default();
         // Oldest first, so a followed log reads top to bottom.
         for d in list.iter().rev() {
             if as_json {
@@ -407,25 +405,17 @@ fn guard(args: GuardArgs) -> ExitCode {
             ("POST", format!("/guards/{}/release", enc(token_id)))
         }
     };
-    let reply = match client.call(method, &path, None) {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
+    let reply = match admin_call(&client, method, &path, None) {
+        Ok(body) => body,
+        Err(code) => return code,
     };
-    if !(200..300).contains(&reply.status) {
-        let msg = reply.body["error"]
-            .as_str()
-            .unwrap_or("refused")
-            .to_string();
-        eprintln!("scim-gate: {} ({})", msg, reply.status);
-        return ExitCode::from(1);
-    }
     if args.json {
-        println!("{}", reply.body);
+        println!("{reply}");
         return ExitCode::SUCCESS;
     }
     match &args.command {
         GuardCommand::List => {
-            let guards = reply.body["guards"].as_array().cloned().unwrap_or_default();
+            let guards = reply["guards"].as_array().cloned().unwrap_or_default();
             if guards.is_empty() {
                 println!("no guard is tripped");
             } else {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use scim_gate::config::raw::RawPolicy;
 
-use crate::harness::{assert_scim_error, GateOpts, GateProc, TestToken};
+use crate::harness::{assert_scim_error, vm_kib, GateOpts, GateProc, TestToken};
 
 const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const BULK_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
@@ -105,15 +105,6 @@ fn bulk_of_puts(ids: &[String]) -> String {
         })
         .collect();
     serde_json::json!({"schemas": [BULK_URN], "Operations": ops}).to_string()
-}
-
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("field in /proc status")
 }
 
 fn gate(dir: &Directory, policy: Option<RawPolicy>) -> (GateProc, TestToken) {

@@ -6,7 +6,9 @@ use std::net::TcpStream;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::harness::{assert_scim_error, free_port, metric_sum, GateOpts, GateProc, TestToken};
+use crate::harness::{
+    assert_scim_error, free_port, metric_sum, vm_kib, GateOpts, GateProc, TestToken,
+};
 use scim_demo::DemoServer;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -204,17 +206,6 @@ fn a_stalled_write_is_504_too() {
         "{}",
         gate.metrics()
     );
-}
-
-/// A kernel-reported memory figure of a process, in KiB (`VmRSS`, `VmHWM`, … of
-/// `/proc/PID/status`).
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("field in /proc status")
 }
 
 /// An upstream that answers one request with a chunked JSON body of `n` references to itself,

@@ -547,6 +547,17 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// A kernel-reported memory figure of a process, in KiB (`VmRSS`, `VmHWM`, … of
+/// `/proc/PID/status`).
+pub fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("field in /proc status")
+}
+
 /// Every file below `dir` as lossy text (for secret greps).
 pub fn all_files_text(dir: &Path) -> String {
     let mut out = String::new();
