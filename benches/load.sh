@@ -35,6 +35,8 @@
 #   MEMORY_TOKENS ["10 100000 1000000"] · SKIP [] comma list of: churn,rotation,memory,build
 #   BASE_PORT [18400] (uses BASE_PORT..BASE_PORT+20) · BENCH_MD [BENCHMARKS.md] ("-" = don't write)
 #   KEEP_WORKDIR [0] keep the temp folder with configs, logs and raw wrk outputs
+#   GATE_BIN, PASSTHROUGH_BIN [the release builds] measure other binaries (with SKIP=build)
+#   LIMITS [on] write a `limits:` section raising the rate limit (off: for builds without it)
 #
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
 set -euo pipefail
@@ -46,7 +48,7 @@ PY="${PYTHON:-python3}"
 # The exact command, with the knobs that were set, for the report.
 KNOBS="DURATION ROUNDS WARMUP CONNECTIONS WRK_THREADS THREADS UPSTREAM_WORKERS ACCESS_LOG
 NGINX_REWRITE VARIANTS ROTATIONS CHURN_TOKENS CHURN_SWAPS MEMORY_TOKENS SKIP
-BASE_PORT BENCH_MD KEEP_WORKDIR"
+BASE_PORT BENCH_MD KEEP_WORKDIR GATE_BIN PASSTHROUGH_BIN LIMITS"
 COMMAND=""
 for k in $KNOBS; do
     if [ -n "${!k+x}" ]; then COMMAND+="$k=$(printf '%q' "${!k}") "; fi
@@ -116,8 +118,9 @@ if ! skipped build; then
     (cd "$ROOT" && cargo build --release --quiet --bin scim-gate --example passthrough)
 fi
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-GATE_BIN="$TARGET/release/scim-gate"
-PT_BIN="$TARGET/release/examples/passthrough"
+# GATE_BIN / PASSTHROUGH_BIN measure other builds (e.g. an older commit's, for a before/after).
+GATE_BIN="${GATE_BIN:-$TARGET/release/scim-gate}"
+PT_BIN="${PASSTHROUGH_BIN:-$TARGET/release/examples/passthrough}"
 [ -x "$GATE_BIN" ] && [ -x "$PT_BIN" ] || die "build products not found under $TARGET/release"
 
 # --- work folder, process bookkeeping ---------------------------------------------------------
@@ -279,6 +282,12 @@ audit:
 metrics:
   listen: 127.0.0.1:$3
 EOF
+    # The guard rails run on every request but must not refuse the load itself: one token sends
+    # far above the default rate (docs/guards.md). LIMITS=off leaves the section out, for builds
+    # from before it existed.
+    if [ "${LIMITS:-on}" != "off" ]; then
+        printf 'limits:\n  rate: 1000000\n  burst: 1000000\n  upstream_max_in_flight: 10000\n' >>"$1/gate.yaml"
+    fi
 }
 GATE_RUST_LOG="${RUST_LOG:-info}"
 [ "$ACCESS_LOG" = "off" ] && GATE_RUST_LOG="info,access=off"
