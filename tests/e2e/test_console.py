@@ -321,12 +321,23 @@ def test_keyboard_only(browser, console, gate):
     s.context.close()
 
 
-def test_views_of_missing_admin_routes_stay_hidden_and_errors_are_words(browser, console, gate, workdir):
+def test_views_follow_the_admin_routes_and_errors_are_words(browser, console, gate, workdir):
     s = open_session(browser, console)
     page = s.page
-    # This gate has no decisions / guards / cluster routes yet: their views do not show.
-    for name in ["Decisions", "Guards", "Replicas"]:
-        expect(page.get_by_role("link", name=name)).to_be_hidden()
+    # The gate answers /decisions and /guards (docs/troubleshooting.md, docs/guards.md): their
+    # views show. It has no cluster route yet: that view does not.
+    expect(page.get_by_role("link", name="Decisions")).to_be_visible()
+    expect(page.get_by_role("link", name="Guards")).to_be_visible()
+    expect(page.get_by_role("link", name="Replicas")).to_be_hidden()
+    # A refusal of the gate shows in the decisions view with its reason — never the token sent.
+    wrong = "not-a-valid-token-value"
+    assert gate_status(gate, wrong) == 401
+    page.get_by_role("link", name="Decisions").click()
+    expect(page.locator("#decisions-table")).to_contain_text("token_unknown", timeout=UI_TIMEOUT_MS)
+    assert wrong not in page.content()
+    page.get_by_role("link", name="Guards").click()
+    expect(page.locator("#guards-empty")).to_be_visible()
+    page.get_by_role("link", name="Tokens").click()
     # A refusal from the admin socket is shown in words (a bad tenant name).
     page.fill("#create-tenant", "acme")
     page.select_option("#create-idp", "okta")
