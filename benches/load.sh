@@ -128,7 +128,8 @@ WORK="$(mktemp -d /tmp/scim-gate-load.XXXXXX)"
 PIDS=()
 # Run copies: target/ is shared, and a build elsewhere must not swap the binary mid-run.
 mkdir -p "$WORK/bin"
-cp "$GATE_BIN" "$PT_BIN" "$WORK/bin/"
+cp "$GATE_BIN" "$WORK/bin/scim-gate"
+cp "$PT_BIN" "$WORK/bin/passthrough"
 GATE_BIN="$WORK/bin/scim-gate"
 PT_BIN="$WORK/bin/passthrough"
 cleanup() {
