@@ -409,19 +409,18 @@ impl Gate {
             self.decisions.record(&cx, e);
         }
         metrics::DURATION.observe(elapsed);
-        log::info!(
-            target: "access",
+        crate::logging::access(format_args!(
             "token={} tenant={} method={} route={} status={} upstream_status={} outcome={} limited={} duration_ms={:.2}",
             ctx.token_id().unwrap_or("-"),
             ctx.tenant().unwrap_or("-"),
             method,
             route,
             status,
-            ctx.upstream_status.map_or("-".to_string(), |s| s.to_string()),
+            OrDash(ctx.upstream_status),
             ctx.outcome.label(),
             ctx.limited.map_or("-", |l| l.label()),
             elapsed * 1000.0,
-        );
+        ));
     }
 }
 
@@ -431,6 +430,18 @@ fn guard_input<'a>(session: &'a Session, ctx: &'a GateCtx) -> GuardInput<'a> {
         head: session.req_header(),
         client: session.client_addr().and_then(|a| a.as_inet()).copied(),
         route: ctx.route.as_ref(),
+    }
+}
+
+/// A number, or `-` when there is none (without allocating either).
+struct OrDash(Option<u16>);
+
+impl std::fmt::Display for OrDash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("-"),
+        }
     }
 }
 
