@@ -30,6 +30,8 @@ struct OAuthError {
     status: u16,
     code: &'static str,
     description: &'static str,
+    /// Seconds, for a 429 from the parent token's rate limit.
+    retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -38,6 +40,7 @@ impl OAuthError {
             status: 400,
             code: "invalid_request",
             description,
+            retry_after: None,
         }
     }
 
@@ -46,6 +49,7 @@ impl OAuthError {
             status: 401,
             code: "invalid_client",
             description: "unknown client, wrong secret, or an inactive or expired token",
+            retry_after: None,
         }
     }
 }
@@ -66,7 +70,7 @@ impl Gate {
                     "expires_in": expires_in,
                 })
                 .to_string();
-                write(session, 200, &body, false).await
+                write(session, 200, &body, false, None).await
             }
             Err(e) => {
                 ctx.outcome = if e.status == 401 {
@@ -83,7 +87,7 @@ impl Gate {
                     },
                 ));
                 let body = json!({"error": e.code, "error_description": e.description}).to_string();
-                write(session, e.status, &body, e.status == 401).await
+                write(session, e.status, &body, e.status == 401, e.retry_after).await
             }
         }
     }
@@ -101,6 +105,7 @@ impl Gate {
                 status: 405,
                 code: "invalid_request",
                 description: "the token endpoint takes POST",
+                retry_after: None,
             });
         }
         let form_type = req
@@ -133,6 +138,7 @@ impl Gate {
                     status: 400,
                     code: "unsupported_grant_type",
                     description: "only grant_type=client_credentials is supported",
+                    retry_after: None,
                 })
             }
         }
@@ -151,6 +157,28 @@ impl Gate {
             .tokens
             .client(&id, secret.as_bytes())
             .ok_or_else(OAuthError::invalid_client)?;
+        // The parent's own guards hold here too (its networks, its rate): each issuance writes
+        // the token file, so a valid client must not be able to ask without bound.
+        if let Err(e) = self
+            .guards
+            .after_auth(&super::guard_input(session, ctx), &parent)
+        {
+            ctx.limited = e.limited;
+            return Err(OAuthError {
+                status: e.status,
+                code: if e.status == 429 {
+                    "temporarily_unavailable"
+                } else {
+                    "invalid_client"
+                },
+                description: if e.status == 429 {
+                    "this client is over its rate limit (limits.rate); retry later"
+                } else {
+                    "requests from this address are not allowed for this client"
+                },
+                retry_after: e.retry_after,
+            });
+        }
         ctx.token = Some(parent.clone());
         let store = self.tokens.clone();
         let change = Change::IssueAccess {
@@ -167,6 +195,7 @@ impl Gate {
                 status: 503,
                 code: "temporarily_unavailable",
                 description: "the access token could not be recorded; try again",
+                retry_after: None,
             })?;
         metrics::OAUTH_ISSUED
             .with_label_values(&[parent.idp().as_str()])
@@ -260,6 +289,7 @@ async fn write(
     status: u16,
     body: &str,
     challenge: bool,
+    retry_after: Option<u64>,
 ) -> pingora::Result<()> {
     let mut h = ResponseHeader::build(status, Some(5))?;
     h.insert_header(http::header::CONTENT_TYPE, "application/json")?;
@@ -271,6 +301,9 @@ async fn write(
     }
     if status == 405 {
         h.insert_header(http::header::ALLOW, "POST")?;
+    }
+    if let Some(s) = retry_after {
+        h.insert_header(http::header::RETRY_AFTER, s.to_string())?;
     }
     session.set_keepalive(None);
     session.write_response_header(Box::new(h), false).await?;

@@ -233,3 +233,29 @@ fn with_oauth_off_the_endpoint_is_not_there() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(up.dir.received().is_empty(), "the path was forwarded");
 }
+
+#[test]
+fn the_parents_rate_limit_holds_at_the_token_endpoint() {
+    let up = DemoServer::start("/v2", "127.0.0.1:0").expect("demo");
+    let t = TestToken::new("tok_oauth_rate");
+    let mut opts = GateOpts::new(&up.base_url());
+    opts.config.limits = Some(scim_gate::config::raw::RawLimits {
+        rate: Some(0.1),
+        burst: Some(2),
+        ..Default::default()
+    });
+    let gate = GateProc::start(opts, &[&t]);
+    let ask = || {
+        token_request(
+            &gate,
+            &[basic(&t.id, &t.plaintext)],
+            "grant_type=client_credentials",
+        )
+    };
+    assert_eq!(ask().status, 200);
+    assert_eq!(ask().status, 200);
+    let r = ask();
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert!(r.header("retry-after").is_some());
+}
