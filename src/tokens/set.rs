@@ -145,6 +145,7 @@ impl TokenSet {
         let mut set = TokenSet {
             slots: Vec::with_capacity(records.len()),
             digests: Vec::with_capacity(records.len()),
+            last_used: Vec::with_capacity(records.len()),
             ..TokenSet::default()
         };
         let mut tenant_ids: FastMap<&str, u32> = FastMap::default();
@@ -196,14 +197,10 @@ impl TokenSet {
                 }
             }
             set.digests.push(digest);
+            set.last_used.push(AtomicI64::new(ms(r.last_used_at)));
         }
         set.ids.shrink_to_fit();
         set.rate_cells = (0..set.slots.len()).map(|_| AtomicU64::new(0)).collect();
-        set.last_used = records
-            .iter()
-            .filter(|r| secret::from_hex(&r.sha256).is_some())
-            .map(|r| AtomicI64::new(ms(r.last_used_at)))
-            .collect();
         set.build_index();
         set
     }
