@@ -55,21 +55,14 @@ enum Command {
     Guard(GuardArgs),
     /// The gate's recent refusals, newest last, with their reason codes (docs/troubleshooting.md).
     Decisions {
-        /// The admin socket.
-        #[arg(long, conflicts_with = "config")]
-        socket: Option<PathBuf>,
-        /// Find the admin socket from this config file.
-        #[arg(short = 'c', long = "config")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        admin: AdminTarget,
         /// Only this token's refusals.
         #[arg(long = "token")]
         token: Option<String>,
         /// Keep printing new refusals as they happen (polls every second; Ctrl-C stops).
         #[arg(long)]
         follow: bool,
-        /// One JSON object per line instead of text.
-        #[arg(long)]
-        json: bool,
     },
     /// A web console for admins on loopback; prints a one-time sign-in link.
     Console {
@@ -86,32 +79,46 @@ enum Command {
     },
 }
 
+/// Where an admin command finds the admin socket, and how it prints (shared by `token`,
+/// `guard` and `decisions`).
 #[derive(Args)]
-struct TokenArgs {
+struct AdminTarget {
     /// The admin socket.
     #[arg(long, global = true, conflicts_with = "config")]
     socket: Option<PathBuf>,
     /// Find the admin socket from this config file.
     #[arg(short = 'c', long = "config", global = true)]
     config: Option<PathBuf>,
-    /// Print one JSON object instead of text.
+    /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl AdminTarget {
+    /// The client for the admin socket, or exit status 2 after saying why (no socket given).
+    fn client(&self) -> Result<AdminClient, ExitCode> {
+        match socket_path(&self.socket, &self.config) {
+            Ok(socket) => Ok(AdminClient::new(&socket)),
+            Err(e) => {
+                eprintln!("scim-gate: {e}");
+                Err(ExitCode::from(2))
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    admin: AdminTarget,
     #[command(subcommand)]
     command: TokenCommand,
 }
 
 #[derive(Args)]
 struct GuardArgs {
-    /// The admin socket.
-    #[arg(long, global = true, conflicts_with = "config")]
-    socket: Option<PathBuf>,
-    /// Find the admin socket from this config file.
-    #[arg(short = 'c', long = "config", global = true)]
-    config: Option<PathBuf>,
-    /// Print one JSON object instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    admin: AdminTarget,
     #[command(subcommand)]
     command: GuardCommand,
 }
@@ -173,12 +180,10 @@ pub fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::Guard(args) => guard(args),
         Command::Decisions {
-            socket,
-            config,
+            admin,
             token,
             follow,
-            json,
-        } => decisions(&socket, &config, token.as_deref(), follow, json),
+        } => decisions(&admin, token.as_deref(), follow),
         Command::Console {
             socket,
             config,
@@ -291,14 +296,10 @@ fn socket_from_config(path: &Path) -> Result<PathBuf, String> {
 }
 
 fn token(args: TokenArgs) -> ExitCode {
-    let socket = match socket_path(&args.socket, &args.config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("scim-gate: {e}");
-            return ExitCode::from(2);
-        }
+    let client = match args.admin.client() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let client = AdminClient::new(&socket);
     let (method, path, body) = match &args.command {
         TokenCommand::Create {
             tenant,
@@ -332,21 +333,12 @@ fn token(args: TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn decisions(
-    socket: &Option<PathBuf>,
-    config: &Option<PathBuf>,
-    token: Option<&str>,
-    follow: bool,
-    as_json: bool,
-) -> ExitCode {
-    let socket = match socket_path(socket, config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("scim-gate: {e}");
-            return ExitCode::from(2);
-        }
+fn decisions(admin: &AdminTarget, token: Option<&str>, follow: bool) -> ExitCode {
+    let as_json = admin.json;
+    let client = match admin.client() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let client = AdminClient::new(&socket);
     let mut since: Option<String> = None;
     loop {
         let mut path = "/decisions?limit=1000".to_string();
@@ -391,14 +383,10 @@ fn decisions(
 }
 
 fn guard(args: GuardArgs) -> ExitCode {
-    let socket = match socket_path(&args.socket, &args.config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("scim-gate: {e}");
-            return ExitCode::from(2);
-        }
+    let client = match args.admin.client() {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let client = AdminClient::new(&socket);
     let (method, path) = match &args.command {
         GuardCommand::List => ("GET", "/guards".to_string()),
         GuardCommand::Release { token_id } => {
@@ -409,7 +397,7 @@ fn guard(args: GuardArgs) -> ExitCode {
         Ok(body) => body,
         Err(code) => return code,
     };
-    if args.json {
+    if args.admin.json {
         println!("{reply}");
         return ExitCode::SUCCESS;
     }
@@ -458,7 +446,7 @@ fn print_reply(args: &TokenArgs, body: &Value) {
     if let Some(t) = body["token"].as_str() {
         println!("{t}");
     }
-    if args.json {
+    if args.admin.json {
         match &args.command {
             // 204 has no body; a script reading --json still gets one object.
             TokenCommand::Delete { id } => println!("{}", json!({ "id": id, "deleted": true })),
