@@ -481,7 +481,7 @@ fn no_plaintext_token_in_files_logs_audit_or_metrics() {
         &issued,
         "the audit log",
     );
-    let log = gate.log();
+    let log = gate.flushed_log();
     assert!(
         log.contains("DEBUG") || log.contains("INFO"),
         "the gate logged something: {log}"

@@ -185,8 +185,7 @@ fn with_every_client_slot_taken_the_admin_socket_watcher_and_metrics_still_work(
         o.server().idle_timeout = Some(Duration::from_secs(60));
     });
     assert!(
-        gate.log()
-            .contains("server.max_connections 10000 lowered to 96"),
+        gate.log_shows("server.max_connections 10000 lowered to 96"),
         "{}",
         gate.log()
     );

@@ -94,7 +94,7 @@ fn a_token_over_its_rate_gets_429_and_other_tokens_do_not() {
     assert_eq!(entra_ok, 12);
     assert!(gate.metric("scim_gate_limited_total{reason=\"rate\"}") >= 6.0);
     assert!(
-        gate.log().contains("limited=rate"),
+        gate.log_shows("limited=rate"),
         "the access log names the reason"
     );
 }

@@ -220,7 +220,7 @@ fn plaintext_tokens_appear_in_no_file_and_no_metric() {
     // Query values carry user names; the access log keeps none. (Pingora's own debug/trace
     // output does show URIs and bodies; only the token is withheld there.)
     let access: String = gate
-        .log()
+        .flushed_log()
         .lines()
         .filter(|l| l.contains(" access]"))
         .collect::<Vec<_>>()

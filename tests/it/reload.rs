@@ -132,7 +132,7 @@ fn invalid_edits_keep_the_previous_set_and_count_errors() {
         );
     }
     assert!(
-        gate.log().contains("not reloaded"),
+        gate.log_shows("not reloaded"),
         "the reason is logged: {}",
         gate.log()
     );

@@ -192,7 +192,8 @@ fn the_configured_upstream_credential_replaces_the_idps() {
     );
     assert!(!format!("{:?}", req.headers).contains(&t.plaintext));
     // The upstream credential is a secret as well: not in the gate's log (even at trace) or metrics.
-    assert!(!gate.log().contains("directory-secret"), "{}", gate.log());
+    let log = gate.flushed_log();
+    assert!(!log.contains("directory-secret"), "{log}");
     assert!(!gate.metrics().contains("directory-secret"));
 }
 

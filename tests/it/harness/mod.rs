@@ -595,6 +595,25 @@ impl GateProc {
     pub fn metric(&self, series: &str) -> f64 {
         metric_value(&self.metrics(), series)
     }
+
+    /// Whether the gate's log shows `needle` within 5 s. The gate writes its log in batches
+    /// every few milliseconds (`logging.rs`), so a line logged just now may not be in the file
+    /// yet: every positive check of the log goes through here.
+    pub fn log_shows(&self, needle: &str) -> bool {
+        eventually(Duration::from_secs(5), || self.log().contains(needle))
+    }
+
+    /// The log once every request counted in `scim_gate_requests_total` has its access line
+    /// in the file (at most 5 s), so that a check that something is *absent* from the log
+    /// looks at every line the requests so far produced.
+    pub fn flushed_log(&self) -> String {
+        let counted = metric_sum(&self.metrics(), "scim_gate_requests_total", &[]);
+        let access_lines = |log: &str| log.lines().filter(|l| l.contains(" access]")).count();
+        eventually(Duration::from_secs(5), || {
+            access_lines(&self.log()) as f64 >= counted
+        });
+        self.log()
+    }
 }
 
 /// The value of the sample whose name-and-labels part equals `series` exactly
