@@ -27,7 +27,7 @@ use pingora::proxy::Session;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::upstreams::peer::HttpPeer;
-use scim_gate::{Embedder, Gate, GateCtx, GatedProxy};
+use scim_gate::{Embedder, Gate, GateCtx, GatedProxy, TokenFollower};
 
 /// The operator's additions: a routing choice and a response header.
 struct MyProxy {
@@ -130,19 +130,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let tokens =
-        match scim_gate::tokens::TokenStore::open(&cfg.tokens.file, cfg.tokens.max_per_idp, None) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("embed: token file: {e}");
-                return std::process::ExitCode::from(1);
-            }
-        };
-    // Hot reload of the token file, as in the sidecar.
-    if let Err(e) = scim_gate::tokens::watch::spawn(tokens.clone()) {
-        eprintln!("embed: token file not watched: {e}");
-    }
-    let gate = match Gate::new(&cfg, tokens) {
+    // The token file or etcd, as `tokens.backend` says.
+    let tokens = match scim_gate::tokens::TokenStore::from_config(&cfg, None) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("embed: token file: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let gate = match Gate::new(&cfg, tokens.clone()) {
         Ok(g) => Arc::new(g),
         Err(e) => {
             eprintln!("embed: {e}");
@@ -187,6 +183,12 @@ fn main() -> std::process::ExitCode {
         proxy.add_tcp(&addr.to_string());
     }
     server.add_service(proxy);
+    // Hot reload of the token file (or, in cluster mode, the replica's lease and watch), as in
+    // the sidecar.
+    server.add_service(pingora::services::background::background_service(
+        "token state",
+        TokenFollower::new(tokens),
+    ));
     log::info!(
         "embed: listening on {:?}, SCIM root {}",
         cfg.server.listen,

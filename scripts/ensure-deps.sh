@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end tests (tests/e2e/) need, idempotently:
-#   - cmake (Pingora's build needs it), through apt-get when missing;
+# Installs what the build and the tests need, idempotently, through apt-get when missing:
+#   - cmake (Pingora's build needs it);
+#   - protoc and the well-known protos (Debian protobuf-compiler + libprotobuf-dev): the etcd
+#     client's build compiles etcd's protos (protobuf-compiler alone fails on descriptor.proto);
+#   - etcd (Debian etcd-server): the cluster tests run real etcd members on their own ports;
 #   - chromium and fonts-dejavu-core (the console's browser tests, tests/e2e/test_console.py:
 #     Playwright drives Debian's /usr/bin/chromium, never a downloaded browser), apt-get too;
 #   - python3 >= 3.11 with venv/ensurepip (apt-get install python3-venv when missing);
@@ -9,7 +12,9 @@
 # The venv is reused while requirements.txt and the Python version are unchanged: their hash
 # is stored in .venv-e2e/.requirements.sha256. The venv carries its own .gitignore ("*").
 #
-# Usage: scripts/ensure-deps.sh        (prints the venv's python path on the last line)
+# Usage: scripts/ensure-deps.sh           everything (prints the venv's python path last)
+#        scripts/ensure-deps.sh --build   only what `cargo build` needs (cmake, protoc)
+#        scripts/ensure-deps.sh --cluster  that and etcd (scripts/cluster-demo.sh)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,10 +44,24 @@ apt_install() {
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
+MODE="${1:-all}"
+
 # --- cmake -----------------------------------------------------------------------------------
 if ! command -v cmake >/dev/null 2>&1; then
     apt_install cmake
 fi
+
+# --- protoc with the well-known protos (etcd-client's build script) -------------------------
+if ! command -v protoc >/dev/null 2>&1 || [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then
+    apt_install protobuf-compiler libprotobuf-dev
+fi
+[ "$MODE" = "--build" ] && exit 0
+
+# --- etcd for the cluster tests and the cluster demo -----------------------------------------
+if ! command -v etcd >/dev/null 2>&1; then
+    apt_install etcd-server
+fi
+[ "$MODE" = "--cluster" ] && exit 0
 
 # --- chromium and a font for the console's browser tests -------------------------------------
 if [ ! -x /usr/bin/chromium ]; then

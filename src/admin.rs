@@ -19,7 +19,9 @@ use crate::audit::AuditLog;
 use crate::config::parse_duration;
 use crate::decisions::DecisionLog;
 use crate::guards::{Breakers, Tripped};
-use crate::tokens::{tenant, Change, Changed, Idp, Status, StoreError, TokenRecord, TokenStore};
+use crate::tokens::{
+    tenant, Change, Changed, Committed, Idp, Status, StoreError, TokenRecord, TokenStore,
+};
 
 /// The largest admin request body; token requests are a few hundred bytes.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -112,11 +114,7 @@ impl AdminApp {
             .collect();
         let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
         match (method.as_str(), segments.as_slice()) {
-            ("GET", ["tokens"]) => {
-                let set = self.store.snapshot();
-                let list: Vec<Value> = set.records().iter().map(public_record).collect();
-                Reply(200, Some(json!({ "tokens": list })))
-            }
+            ("GET", ["tokens"]) => self.list().await,
             ("POST", ["tokens"]) => match parse_create(body) {
                 Ok(change) => self.apply(change, uid, 201).await,
                 Err(e) => e,
@@ -139,7 +137,15 @@ impl AdminApp {
             ("DELETE", ["tokens", id]) => {
                 self.apply(Change::Delete(id.to_string()), uid, 204).await
             }
-            ("GET", ["audit"]) => self.audit_since(query),
+            ("GET", ["audit"]) => self.audit_since(query).await,
+            ("GET", ["cluster"]) => match self.store.backend().cluster(&self.store).await {
+                Some(Ok(status)) => Reply(200, Some(json!(status))),
+                Some(Err(e)) => error(503, e),
+                None => error(
+                    404,
+                    "cluster mode is off (tokens.backend: file); GET /cluster answers with tokens.backend: etcd",
+                ),
+            },
             ("GET", ["decisions"]) => self.decisions(query),
             ("GET", ["guards"]) => {
                 let list: Vec<Value> = self.breakers.tripped().iter().map(tripped_json).collect();
@@ -160,6 +166,7 @@ impl AdminApp {
                 ["tokens"]
                 | ["tokens", ..]
                 | ["audit"]
+                | ["cluster"]
                 | ["decisions"]
                 | ["guards"]
                 | ["guards", ..],
@@ -168,35 +175,67 @@ impl AdminApp {
         }
     }
 
-    /// Runs the change on a blocking thread (it fsyncs) and shapes the answer.
-    async fn apply(&self, change: Change, uid: u32, ok_status: u16) -> Reply {
-        let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.apply(change, Some(uid))).await;
-        match result {
-            Ok(Ok(Changed { record, token, .. })) => {
-                if ok_status == 204 {
-                    return Reply(204, None);
+    /// `GET /tokens`: the records, with the latest last use any replica recorded.
+    async fn list(&self) -> Reply {
+        let mut records = self.store.snapshot().records();
+        let elsewhere = self.store.backend().last_used_elsewhere().await;
+        if !elsewhere.is_empty() {
+            let latest: std::collections::HashMap<String, DateTime<Utc>> =
+                elsewhere.into_iter().collect();
+            for r in &mut records {
+                if let Some(t) = latest.get(&r.id) {
+                    r.last_used_at = r.last_used_at.max(Some(*t));
                 }
-                let mut body = record
-                    .as_ref()
-                    .map(public_record)
-                    .unwrap_or_else(|| json!({}));
+            }
+        }
+        let list: Vec<Value> = records.iter().map(public_record).collect();
+        Reply(200, Some(json!({ "tokens": list })))
+    }
+
+    /// Applies the change and shapes the answer; in cluster mode it names the commit's
+    /// revision and the replicas that confirmed it or were fenced (docs/admin-api.md#cluster).
+    async fn apply(&self, change: Change, uid: u32, ok_status: u16) -> Reply {
+        let cluster = self.store.backend().name() == "etcd";
+        match self.store.apply(change, Some(uid)).await {
+            Ok(Committed {
+                changed: Changed { record, token, .. },
+                propagation,
+            }) => {
+                let mut body = match ok_status {
+                    204 => json!({}),
+                    _ => record
+                        .as_ref()
+                        .map(public_record)
+                        .unwrap_or_else(|| json!({})),
+                };
                 if let (Some(t), Some(obj)) = (token, body.as_object_mut()) {
                     obj.insert("token".into(), Value::String(t.expose().to_string()));
                 }
-                Reply(ok_status, Some(body))
+                if cluster {
+                    if let Some(obj) = body.as_object_mut() {
+                        obj.insert("revision".into(), json!(propagation.revision));
+                        obj.insert("confirmed".into(), json!(propagation.confirmed));
+                        obj.insert("fenced".into(), json!(propagation.fenced));
+                    }
+                }
+                match (ok_status, cluster) {
+                    (204, false) => Reply(204, None),
+                    // A 204 has no body: `into_response` moves these into headers.
+                    _ => Reply(ok_status, Some(body)),
+                }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 let status = match &e {
                     StoreError::NotFound(_) => 404,
                     StoreError::TooMany { .. } => 409,
                     StoreError::BadRequest(_) => 400,
                     StoreError::FileInvalid(_) => 409,
                     StoreError::Persist(_) => 500,
+                    StoreError::Unavailable(_) => 503,
+                    StoreError::Unconfirmed { .. } => 504,
                 };
                 error(status, e)
             }
-            Err(e) => error(500, format!("admin task failed: {e}")),
         }
     }
 
@@ -232,7 +271,7 @@ impl AdminApp {
         Reply(200, Some(json!({ "decisions": list })))
     }
 
-    fn audit_since(&self, query: Option<&str>) -> Reply {
+    async fn audit_since(&self, query: Option<&str>) -> Reply {
         let mut since = None;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
@@ -253,11 +292,34 @@ impl AdminApp {
                 }
             }
         }
-        match self.audit.read_since(since) {
-            Ok(events) => Reply(200, Some(json!({ "events": events }))),
-            Err(e) => error(500, e),
+        let mut events = match self.audit.read_since(since) {
+            Ok(events) => events,
+            Err(e) => return error(500, e),
+        };
+        // Cluster mode: token changes are in etcd (every replica's), this process's own
+        // events (expiries, guards) in its file; one list, by time.
+        match self.store.backend().audit_since(since).await {
+            None => {}
+            Some(Ok(cluster)) => {
+                events.extend(cluster);
+                events.sort_by_key(|e| e.time);
+            }
+            Some(Err(e)) => return error(503, e),
         }
+        Reply(200, Some(json!({ "events": events })))
     }
+}
+
+/// A JSON list of replica ids as one header value: `a, b` (ids are host-pid-hex, no commas).
+fn names(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 /// A tripped breaker as the admin API shows it.
@@ -425,11 +487,21 @@ impl ServeHttp for AdminApp {
                 Err(e) => e,
             }
         };
-        let body = reply
-            .1
-            .map(|v| serde_json::to_vec(&v).unwrap_or_default())
-            .unwrap_or_default();
         let mut builder = http::Response::builder().status(reply.0);
+        let body = match (reply.0, reply.1) {
+            // DELETE answers 204 (docs/admin-api.md); in cluster mode its propagation travels
+            // in headers, since a 204 carries no body.
+            (204, Some(v)) => {
+                builder = builder
+                    .header("scim-gate-revision", v["revision"].to_string())
+                    .header("scim-gate-confirmed", names(&v["confirmed"]))
+                    .header("scim-gate-fenced", names(&v["fenced"]));
+                Vec::new()
+            }
+            (_, v) => v
+                .map(|v| serde_json::to_vec(&v).unwrap_or_default())
+                .unwrap_or_default(),
+        };
         if reply.0 != 204 {
             builder = builder
                 .header(http::header::CONTENT_TYPE, "application/json")

@@ -58,6 +58,8 @@ pub enum AuditKind {
     GuardTripped,
     /// An admin released a token's breaker.
     GuardReleased,
+    /// `scim-gate tokens import` copied a token file's records into etcd.
+    TokensImported,
 }
 
 impl AuditKind {
@@ -73,6 +75,7 @@ impl AuditKind {
             AuditKind::TokensReloaded => "tokens.reloaded",
             AuditKind::GuardTripped => "guard.tripped",
             AuditKind::GuardReleased => "guard.released",
+            AuditKind::TokensImported => "tokens.imported",
         }
     }
 }

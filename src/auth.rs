@@ -58,7 +58,20 @@ pub fn authenticate(
             "token_expired",
             "the bearer token has expired",
         )),
+        Lookup::NotServing => Err(not_serving()),
     }
+}
+
+/// 503 while the token set cannot be proved current (docs/cluster.md#fencing): the IdP retries
+/// after a second, by which time a resync usually finished.
+pub fn not_serving() -> ScimError {
+    ScimError::new(
+        503,
+        None,
+        "this gate replica cannot confirm the token state is current (cluster store unreachable or resynchronising); retry shortly",
+    )
+    .reason("not_serving")
+    .retry_after(1)
 }
 
 /// Returns the token bytes of the one `Authorization: Bearer` header, or the 401/400 to send.

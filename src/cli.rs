@@ -41,6 +41,10 @@ enum Command {
     Demo {
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Serve only the in-memory demo directory on --port, with no gate (for demos that
+        /// run their own gates in front of it, like scripts/cluster-demo.sh).
+        #[arg(long)]
+        directory_only: bool,
     },
     /// Validate a config file and print the effective configuration.
     CheckConfig {
@@ -53,6 +57,10 @@ enum Command {
     Token(TokenArgs),
     /// List or release tripped destructive-change guards over the admin socket.
     Guard(GuardArgs),
+    /// Cluster mode: the replicas sharing the token state in etcd (docs/cluster.md).
+    Cluster(ClusterArgs),
+    /// Cluster mode: copy a token file's records into etcd (ids and hashes kept).
+    Tokens(TokensArgs),
     /// The gate's recent refusals, newest last, with their reason codes (docs/troubleshooting.md).
     Decisions {
         #[command(flatten)]
@@ -123,6 +131,41 @@ struct GuardArgs {
     command: GuardCommand,
 }
 
+#[derive(Args)]
+struct ClusterArgs {
+    #[command(flatten)]
+    admin: AdminTarget,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The state's revision and every registered replica: applied revision, serving or not.
+    Status,
+}
+
+#[derive(Args)]
+struct TokensArgs {
+    #[command(subcommand)]
+    command: TokensCommand,
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Copy the records of a token file into etcd, keeping ids and hashes (IdPs change
+    /// nothing); refuses ids that already exist there. Talks to etcd directly, so the gate
+    /// need not run.
+    Import {
+        /// The token file to copy.
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// The gate's config (tokens.backend: etcd, and its etcd: section).
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum GuardCommand {
     /// The tokens whose destructive-change guard is tripped.
@@ -168,17 +211,34 @@ enum TokenCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init();
+    if !matches!(
+        cli.command,
+        Command::Run { .. } | Command::Demo { .. } | Command::Console { .. }
+    ) {
+        // A command whose output is cut short (`token create … | head -1`) ends quietly as
+        // Unix tools do, instead of panicking on the closed pipe: Rust ignores SIGPIPE by
+        // default, so `println!` sees EPIPE. The servers keep ignoring it.
+        // SAFETY: restoring a signal's default disposition has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let code = match cli.command {
         Command::Run {
             config,
             daemon,
             upgrade,
         } => run(&config, RunOptions { daemon, upgrade }),
-        Command::Demo { port } => crate::demo_cmd::run(port),
+        Command::Demo {
+            port,
+            directory_only,
+        } => crate::demo_cmd::run(port, directory_only),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashToken => hash_token(),
         Command::Token(args) => token(args),
         Command::Guard(args) => guard(args),
+        Command::Cluster(args) => cluster(&args),
+        Command::Tokens(args) => tokens(&args),
         Command::Decisions {
             admin,
             token,
@@ -250,6 +310,95 @@ fn check_config(config: &Path) -> ExitCode {
         }
         Err(e) => fail(&e),
     }
+}
+
+fn cluster(args: &ClusterArgs) -> ExitCode {
+    let client = match args.admin.client() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ClusterCommand::Status = args.command;
+    let body = match admin_call(&client, "GET", "/cluster", None) {
+        Ok(body) => body,
+        Err(code) => return code,
+    };
+    if args.admin.json {
+        println!("{body}");
+        return ExitCode::SUCCESS;
+    }
+    println!("revision {}", body["revision"]);
+    println!(
+        "{:<24} {:<8} {:>10} {:<20} STARTED",
+        "REPLICA", "STATE", "APPLIED", "HOST"
+    );
+    for r in body["replicas"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:<8} {:>10} {:<20} {}",
+            r["id"].as_str().unwrap_or(""),
+            if r["serving"] == true {
+                "serving"
+            } else {
+                "fenced"
+            },
+            r["applied_revision"].as_u64().unwrap_or(0),
+            r["host"].as_str().unwrap_or(""),
+            r["started_at"].as_str().unwrap_or(""),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn tokens(args: &TokensArgs) -> ExitCode {
+    let TokensCommand::Import { from, config } = &args.command;
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let bytes = match std::fs::read(from) {
+        Ok(b) => b,
+        Err(e) => return fail(&format!("{}: {e}", from.display())),
+    };
+    let records = match crate::tokens::file::parse(&bytes, cfg.tokens.max_per_idp) {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("{}: {e}", from.display())),
+    };
+    import(&cfg, &records)
+}
+
+#[cfg(feature = "etcd")]
+fn import(cfg: &Config, records: &[crate::tokens::TokenRecord]) -> ExitCode {
+    let Some(etcd) = &cfg.etcd else {
+        return fail(
+            &"tokens import needs tokens.backend: etcd and an etcd: section in the config",
+        );
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let done = runtime.block_on(crate::tokens::backend::etcd::import(
+        etcd,
+        cfg.tokens.max_per_idp,
+        records,
+    ));
+    match done {
+        Ok(i) => {
+            println!(
+                "imported {} token(s) into {} at revision {}",
+                i.count, etcd.prefix, i.revision
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+#[cfg(not(feature = "etcd"))]
+fn import(_cfg: &Config, _records: &[crate::tokens::TokenRecord]) -> ExitCode {
+    fail(&"this build of scim-gate has no etcd support (cargo feature etcd)")
 }
 
 fn hash_token() -> ExitCode {
@@ -492,6 +641,18 @@ fn print_reply(args: &TokenArgs, body: &Value) {
             );
             if body["token"].is_string() {
                 println!("(the token above is shown once; the gate keeps only its SHA-256)");
+            }
+            if let Some(rev) = body["revision"].as_u64() {
+                println!(
+                    "revision: {rev}\nconfirmed by: {}",
+                    join(&body["confirmed"])
+                );
+            }
+            if body["fenced"].as_array().is_some_and(|a| !a.is_empty()) {
+                let fenced = join(&body["fenced"]);
+                eprintln!(
+                    "warning: replicas {fenced} did not confirm in time and were fenced: they refuse every request until they have caught up"
+                );
             }
         }
     }

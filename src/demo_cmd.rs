@@ -9,13 +9,30 @@ use crate::config::Config;
 use crate::server::{self, RunOptions};
 use crate::tokens::{Change, Idp};
 
-pub fn run(port: u16) -> ExitCode {
-    match start(port) {
+pub fn run(port: u16, directory_only: bool) -> ExitCode {
+    let started = match directory_only {
+        true => directory(port),
+        false => start(port),
+    };
+    match started {
         Ok(code) => code,
         Err(e) => {
             eprintln!("scim-gate demo: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--directory-only`: just the in-memory demo directory on `port`, for demos that run their
+/// own gates in front of it (scripts/cluster-demo.sh).
+fn directory(port: u16) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let directory = DemoServer::start("/v2", &format!("127.0.0.1:{port}"))?;
+    println!(
+        "DEMO directory (in memory, not a product): {}",
+        directory.base_url()
+    );
+    loop {
+        std::thread::park();
     }
 }
 
@@ -30,7 +47,7 @@ fn start(port: u16) -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     let cfg = Config::from_yaml(&yaml, "<demo>", &dir)?;
     let built = server::build(&cfg, RunOptions::default())?;
-    let created = built.tokens.apply(
+    let create = built.tokens.apply(
         Change::Create {
             tenant: "demo".into(),
             idp: Idp::Other,
@@ -39,8 +56,12 @@ fn start(port: u16) -> Result<ExitCode, Box<dyn std::error::Error>> {
             expires_at: None,
         },
         None,
-    )?;
-    let token = created.token.ok_or("no token was created")?;
+    );
+    let created = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(create)?;
+    let token = created.changed.token.ok_or("no token was created")?;
     let base = format!("http://127.0.0.1:{port}/scim/v2");
     println!("scim-gate demo — the gate in front of an in-memory DEMO directory (not a product; data is lost on exit)");
     println!();

@@ -43,4 +43,4 @@ mod upstream;
 pub use config::Config;
 pub use gate::{Gate, GateCtx};
 pub use proxy::{DefaultEmbedder, Embedder, GateProxy, GatedCtx, GatedProxy};
-pub use server::StartError;
+pub use server::{StartError, TokenFollower};

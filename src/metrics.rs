@@ -5,7 +5,7 @@
 //! No label carries a secret or a user's data: labels are methods, resource kinds, outcome and
 //! reason names, token *ids* (public), and error kinds.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
@@ -14,6 +14,8 @@ use pingora_prometheus::prometheus::{
     self, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     TextEncoder,
 };
+
+use crate::tokens::TokenStore;
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(c: C) -> C {
     // A second registration only happens if two metrics share a name, which is a programming
@@ -296,6 +298,45 @@ pub static CONNECTIONS_CLOSED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// 1 while this process serves SCIM requests from its token set, 0 while fenced
+/// (docs/cluster.md#fencing); always 1 with the file backend. Set when scraped.
+pub static CLUSTER_SERVING: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "scim_gate_cluster_serving",
+            "1 while this replica serves SCIM requests, 0 while it is fenced",
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+/// The revision of the token state in force in this process.
+pub static CLUSTER_APPLIED_REVISION: LazyLock<IntGauge> = LazyLock::new(|| {
+    register(
+        IntGauge::new(
+            "scim_gate_cluster_applied_revision",
+            "Revision of the token state this replica has applied",
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
+/// Commit → every listed replica acknowledged or was fenced, for admin changes.
+pub static ADMIN_PROPAGATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "scim_gate_admin_propagation_seconds",
+                "From an admin change's commit to every replica having applied it or been fenced",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .unwrap_or_else(|e| unreachable_metric(e)),
+    )
+});
+
 /// Why a limit closed a client connection (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionClose {
@@ -339,6 +380,9 @@ pub fn init() {
     LazyLock::force(&CONNECTIONS);
     LazyLock::force(&TENANT_REQUESTS);
     LazyLock::force(&OAUTH_ISSUED);
+    LazyLock::force(&CLUSTER_SERVING);
+    LazyLock::force(&CLUSTER_APPLIED_REVISION);
+    LazyLock::force(&ADMIN_PROPAGATION);
     for reason in crate::guards::Limited::ALL {
         LIMITED.with_label_values(&[reason.label()]);
     }
@@ -360,22 +404,45 @@ pub fn render() -> Vec<u8> {
     buf
 }
 
-/// `GET /metrics` on `metrics.listen`; anything else is 404 (pingora-prometheus' own app answers
-/// every path, which would make typos in scrape configs look like success).
-pub struct MetricsApp;
+/// `GET /metrics`, `/healthz` and `/readyz` on `metrics.listen` (docs/metrics.md#health);
+/// anything else is 404 (pingora-prometheus' own app answers every path, which would make
+/// typos in scrape configs look like success).
+pub struct MetricsApp {
+    tokens: Arc<TokenStore>,
+}
+
+impl MetricsApp {
+    /// The app for the store whose serving state `/readyz` reports.
+    pub fn new(tokens: Arc<TokenStore>) -> MetricsApp {
+        MetricsApp { tokens }
+    }
+}
 
 #[async_trait]
 impl ServeHttp for MetricsApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = session.req_header().uri.path();
-        let (status, ctype, body) = if path == "/metrics" {
-            (200, "text/plain; version=0.0.4", render())
-        } else {
-            (
+        let serving = self.tokens.serving();
+        let (status, ctype, body) = match path {
+            "/metrics" => {
+                CLUSTER_SERVING.set(i64::from(serving));
+                (200, "text/plain; version=0.0.4", render())
+            }
+            // The process runs and answers: a liveness probe must not restart a replica that
+            // is only waiting for etcd.
+            "/healthz" => (200, "text/plain", b"ok\n".to_vec()),
+            "/readyz" if serving => (200, "text/plain", b"ready\n".to_vec()),
+            "/readyz" => (
+                503,
+                "text/plain",
+                b"not ready: the token state is not loaded or cannot be confirmed current\n"
+                    .to_vec(),
+            ),
+            _ => (
                 404,
                 "text/plain",
-                b"not found: metrics are at /metrics\n".to_vec(),
-            )
+                b"not found: metrics are at /metrics, health at /healthz and /readyz\n".to_vec(),
+            ),
         };
         http::Response::builder()
             .status(status)

@@ -20,7 +20,7 @@ use crate::connections::{fd, ConnectionLimits, LimitedApp};
 use crate::gate::Gate;
 use crate::metrics::{self, MetricsApp};
 use crate::proxy::{DefaultEmbedder, GateProxy};
-use crate::tokens::{watch, TokenStore};
+use crate::tokens::TokenStore;
 
 /// Why the gate could not start. Each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -60,11 +60,7 @@ pub struct Built {
 pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
     metrics::init();
     let audit = Arc::new(AuditLog::open(&cfg.audit.file)?);
-    let tokens = TokenStore::open(
-        &cfg.tokens.file,
-        cfg.tokens.max_per_idp,
-        Some(audit.clone()),
-    )?;
+    let tokens = TokenStore::from_config(cfg, Some(audit.clone()))?;
     let gate = Arc::new(Gate::new(cfg, tokens.clone())?);
     gate.breakers().set_audit(audit.clone());
 
@@ -147,7 +143,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
 
     let mut metrics_service = Service::new(
         "scim-gate metrics".to_string(),
-        HttpServer::new_app(MetricsApp),
+        HttpServer::new_app(MetricsApp::new(tokens.clone())),
     );
     metrics_service.add_tcp(&cfg.metrics.listen.to_string());
     server.add_service(metrics_service);
@@ -155,7 +151,7 @@ pub fn build(cfg: &Config, opts: RunOptions) -> Result<Built, StartError> {
     // Started by Pingora after it daemonised, so the watcher thread survives the fork.
     server.add_service(background_service(
         "token watch",
-        TokenWatch(tokens.clone()),
+        TokenFollower(tokens.clone()),
     ));
     server.add_service(background_service(
         "last used",
@@ -213,11 +209,8 @@ struct LastUsedFlush {
 
 impl LastUsedFlush {
     async fn flush(tokens: &Arc<TokenStore>) {
-        let tokens = tokens.clone();
-        match tokio::task::spawn_blocking(move || tokens.flush_last_used()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => log::warn!("last use of tokens not written back (will retry): {e}"),
-            Err(e) => log::warn!("last-use write-back task failed: {e}"),
+        if let Err(e) = tokens.flush_last_used().await {
+            log::warn!("last use of tokens not written back (will retry): {e}");
         }
     }
 }
@@ -237,13 +230,40 @@ impl BackgroundService for LastUsedFlush {
     }
 }
 
-struct TokenWatch(Arc<TokenStore>);
+/// A Pingora background service that follows the token state's source (the file watcher, or
+/// the cluster replica loop: [`TokenStore::follow`]) and announces expiries twice a second,
+/// until shutdown. The sidecar adds it; an embedder adds it too — in cluster mode a store
+/// nobody follows never serves (every SCIM request gets 503), so forgetting it fails closed.
+pub struct TokenFollower(Arc<TokenStore>);
+
+impl TokenFollower {
+    /// The service for `tokens`.
+    pub fn new(tokens: Arc<TokenStore>) -> TokenFollower {
+        TokenFollower(tokens)
+    }
+}
+
+/// How often expiries are looked for (lookups never depend on it).
+const EXPIRY_TICK: Duration = Duration::from_millis(500);
 
 #[async_trait]
-impl BackgroundService for TokenWatch {
-    async fn start(&self, _shutdown: ShutdownWatch) {
-        if let Err(e) = watch::spawn(self.0.clone()) {
-            log::error!("cannot watch the token file, hot reload is off: {e}");
+impl BackgroundService for TokenFollower {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let follow = self.0.clone().follow();
+        tokio::pin!(follow);
+        let mut follow_done = false;
+        let mut tick = tokio::time::interval(EXPIRY_TICK);
+        let mut last = chrono::Utc::now();
+        loop {
+            tokio::select! {
+                _ = &mut follow, if !follow_done => follow_done = true,
+                _ = tick.tick() => {
+                    let now = chrono::Utc::now();
+                    self.0.announce_expired(last, now);
+                    last = now;
+                }
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }
@@ -274,9 +294,11 @@ impl BackgroundService for Drain {
             log::info!("drained; exiting");
         }
         // The last uses since the last write-back, so a restart loses none of them.
-        if let Err(e) = self.gate.tokens().flush_last_used() {
+        if let Err(e) = self.gate.tokens().flush_last_used().await {
             log::warn!("last use of tokens not written back at shutdown: {e}");
         }
+        // In cluster mode: leave at once, so admin calls stop waiting for this replica.
+        self.gate.tokens().leave().await;
         crate::logging::flush();
         std::process::exit(0);
     }

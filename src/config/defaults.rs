@@ -41,6 +41,12 @@ pub const MAX_PER_IDP: usize = 2;
 /// `tokens.last_used_interval`: `last_used_at` is written back to the token file at most this
 /// often.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(60);
+/// `etcd.prefix`: the keys of one cluster of gates.
+pub const ETCD_PREFIX: &str = "/scim-gate/default";
+/// `etcd.lease_ttl`: a replica that cannot renew its lease within this stops serving.
+pub const ETCD_LEASE_TTL: Duration = Duration::from_secs(5);
+/// `etcd.ack_timeout`: how long an admin change waits for a replica before fencing it.
+pub const ETCD_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// `admin.socket`, relative to the config file's folder.
 pub const ADMIN_SOCKET: &str = "admin.sock";
 /// `audit.file`, relative to the config file's folder.

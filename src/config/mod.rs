@@ -19,11 +19,13 @@ use std::time::Duration;
 
 use crate::scim::{Dialect, ExtensionAllow, Policy, PolicySpec};
 
+mod cluster;
 pub mod defaults;
 mod guards;
 pub mod raw;
 mod values;
 
+pub use cluster::{EtcdConfig, EtcdTls, TokenBackend};
 pub use guards::{DestructiveConfig, LimitsConfig, Rate};
 
 use raw::{
@@ -79,6 +81,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// `tokens:` — the token file.
     pub tokens: TokensConfig,
+    /// `etcd:` — the token state's cluster store, when `tokens.backend` is etcd.
+    pub etcd: Option<EtcdConfig>,
     /// `admin:` — the admin socket.
     pub admin: AdminConfig,
     /// `audit:` — the audit trail.
@@ -182,6 +186,8 @@ impl std::fmt::Debug for Secret {
 /// `tokens:`.
 #[derive(Debug, Clone)]
 pub struct TokensConfig {
+    /// Where the token state lives.
+    pub backend: TokenBackend,
     /// Absolute path of the token file.
     pub file: PathBuf,
     /// At least 1.
@@ -274,7 +280,9 @@ impl Config {
                 .last_used_interval
                 .unwrap_or(defaults::LAST_USED_INTERVAL),
         )?;
+        let (backend, etcd) = r.cluster(tokens.backend, raw.etcd)?;
         let tokens = TokensConfig {
+            backend,
             file: r.path(tokens.file, defaults::TOKENS_FILE),
             max_per_idp,
             last_used_interval,
@@ -335,6 +343,7 @@ impl Config {
             base_path,
             upstream,
             tokens,
+            etcd,
             admin,
             audit,
             metrics,
@@ -376,7 +385,12 @@ impl Config {
                 file: Some(self.tokens.file.clone()),
                 max_per_idp: Some(self.tokens.max_per_idp),
                 last_used_interval: Some(self.tokens.last_used_interval),
+                backend: Some(match self.tokens.backend {
+                    TokenBackend::File => raw::BackendName::File,
+                    TokenBackend::Etcd => raw::BackendName::Etcd,
+                }),
             }),
+            etcd: self.etcd.as_ref().map(EtcdConfig::to_raw),
             admin: Some(RawAdmin {
                 socket: Some(self.admin.socket.clone()),
                 allowed_uids: Some(self.admin.allowed_uids.clone()),

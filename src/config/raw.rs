@@ -43,6 +43,13 @@ pub struct RawConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub tokens: Option<RawTokens>,
+    /// The etcd cluster holding the token state (`tokens.backend: etcd`).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub etcd: Option<RawEtcd>,
     /// The admin socket.
     #[serde(
         default,
@@ -335,6 +342,92 @@ pub struct RawTokens {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_used_interval: Option<Duration>,
+    /// Where the token state lives: `file` or `etcd`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub backend: Option<BackendName>,
+}
+
+/// `tokens.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    /// The token file.
+    File,
+    /// etcd (cluster mode).
+    Etcd,
+}
+
+/// `etcd:` (cluster mode, docs/cluster.md).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcd {
+    /// Client URLs of the etcd members.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub endpoints: Option<Vec<String>>,
+    /// The key prefix of this cluster of gates.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prefix: Option<String>,
+    /// A replica that cannot renew its lease within this stops serving.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lease_ttl: Option<Duration>,
+    /// How long an admin change waits for a replica's ack before fencing it.
+    #[serde(
+        default,
+        with = "duration_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ack_timeout: Option<Duration>,
+    /// TLS to etcd.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tls: Option<RawEtcdTls>,
+    /// The variable holding the etcd user name.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub username_env: Option<String>,
+    /// The variable holding the etcd password.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password_env: Option<String>,
+}
+
+/// `etcd.tls`: PEM files.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcdTls {
+    /// The CA that signed the etcd members' certificates.
+    pub ca: PathBuf,
+    /// A client certificate, when etcd asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// `admin:`.

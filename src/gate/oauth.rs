@@ -180,17 +180,19 @@ impl Gate {
             });
         }
         ctx.token = Some(parent.clone());
-        let store = self.tokens.clone();
         let change = Change::IssueAccess {
             id: id.clone(),
             ttl,
             keep: KEEP_PER_TOKEN,
         };
-        let issued = tokio::task::spawn_blocking(move || store.apply(change, None))
+        // An admin-plane write (the file, or etcd in cluster mode) on the token endpoint's
+        // own request, never on a SCIM request's path.
+        let issued = self
+            .tokens
+            .apply(change, None)
             .await
             .ok()
-            .and_then(Result::ok)
-            .and_then(|c| c.token)
+            .and_then(|c| c.changed.token)
             .ok_or(OAuthError {
                 status: 503,
                 code: "temporarily_unavailable",

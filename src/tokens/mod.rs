@@ -1,18 +1,23 @@
 //! The token store: which bearer tokens pass, read on every request without a lock.
 //!
-//! The request path does `sha256(presented) → HashMap lookup` on an immutable [`TokenSet`]
-//! published through an `ArcSwap`. Writers (admin calls, file reloads, expiry) build a whole new
-//! set and swap it in, serialised by a mutex the request path never touches. A swap is visible to
-//! every worker thread as soon as `store()` returns, which is what lets an admin refresh kill the
-//! old secret before the admin call answers.
+//! The request path does `fence check → sha256(presented) → map probe` on an immutable
+//! [`TokenSet`] published through an `ArcSwap`. Where the set comes from is a [`Backend`]'s
+//! business (the token file, or etcd in cluster mode: docs/cluster.md): a backend commits admin
+//! changes and follows changes made elsewhere, and publishes each new set here with its
+//! revision. Publishing is serialised by a mutex the request path never touches. A swap is
+//! visible to every worker thread as soon as `store()` returns, which is what lets an admin
+//! refresh kill the old secret before the admin call answers.
 
+pub mod backend;
+pub mod fence;
 pub mod file;
 pub mod secret;
 mod set;
 pub mod tenant;
 pub mod watch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -20,6 +25,9 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditEvent, AuditKind, AuditLog};
 use crate::metrics;
+use backend::{file::FileBackend, Edit, KeyChange};
+pub use backend::{Backend, ClusterStatus, Committed, Propagation, ReplicaInfo};
+use fence::Fence;
 pub use file::{AccessRecord, Idp, Status, TokenFileError, TokenRecord};
 use secret::NewToken;
 pub use set::{Lookup, TokenInfo, TokenSet};
@@ -51,51 +59,35 @@ pub enum StoreError {
     #[error("cannot persist the change: {0}")]
     /// The new state could not be written; memory and file still agree on the old one.
     Persist(String),
-}
-
-/// What the writer lock guards: the SHA-256 of the file as the gate last read or wrote it, so
-/// a watcher event caused by the gate's own write is recognised and not applied twice. (A
-/// digest, not the bytes: a million-token file is 230 MB.)
-struct WriterState {
-    last_digest: Option<Fingerprint>,
-    /// The digest of the last invalid file, so one bad edit is logged and counted once, not on
-    /// every poll or watcher event until it is fixed.
-    last_failed: Option<Fingerprint>,
-}
-
-/// Length and a 64-bit word-wise multiply-xor hash of the file's bytes: enough to tell "the
-/// same file" from "an edit" (each step is a bijection, so a change confined to one 8-byte word
-/// always changes the hash; the file is the operator's, not an adversary's). SipHash or SHA-256
-/// of a 25 MB file took a fifth of a 100 000-token reload; this runs at memory speed.
-type Fingerprint = (usize, u64);
-
-fn fingerprint(bytes: &[u8]) -> Fingerprint {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        h = (h ^ u64::from_le_bytes(b)).wrapping_mul(PRIME);
-    }
-    for &b in words.remainder() {
-        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
-    }
-    (bytes.len(), h)
+    #[error("{0}")]
+    /// The token state's store (etcd) cannot be reached or refused the change; nothing changed.
+    Unavailable(String),
+    #[error("committed at revision {revision}, but not confirmed: {reason}")]
+    /// The change is committed but its propagation could not be confirmed (etcd failed after
+    /// the commit): replicas that did not apply it stop serving at their lease deadline.
+    Unconfirmed {
+        /// The commit's revision.
+        revision: u64,
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// The live token set plus everything needed to change it safely.
 pub struct TokenStore {
     current: ArcSwap<TokenSet>,
-    file: PathBuf,
-    /// False for an in-memory store (tests, embedding without a file).
-    file_backed: bool,
+    /// The revision `current` is at (the backend's numbering).
+    revision: AtomicU64,
+    /// Serialises publishing, so a revision never goes backwards.
+    publishing: Mutex<()>,
+    fence: Fence,
     max_per_idp: usize,
-    writer: Mutex<WriterState>,
+    backend: Arc<dyn Backend>,
+    /// This process's own audit file: expiry events (each replica sees its clock pass).
     audit: Option<Arc<AuditLog>>,
 }
 
-/// An admin change, applied to a copy of the records under the writer lock.
+/// An admin change, applied to a copy of the records by the backend.
 pub enum Change {
     /// A new token for a (tenant, idp).
     Create {
@@ -139,39 +131,21 @@ pub struct Changed {
 }
 
 impl TokenStore {
-    /// Loads the token file (creating an empty one if it does not exist). An invalid file at
-    /// start is an error: the gate must not start with a set the operator did not intend.
+    /// Opens the token file as the store's backend (creating an empty file if there is none).
+    /// An invalid file at start is an error: the gate must not start with a set the operator
+    /// did not intend.
     pub fn open(
         file: &Path,
         max_per_idp: usize,
         audit: Option<Arc<AuditLog>>,
     ) -> Result<Arc<TokenStore>, TokenFileError> {
-        let (records, bytes) = match std::fs::read(file) {
-            Ok(bytes) => (file::parse(&bytes, max_per_idp)?, bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let bytes = file::render(&[]);
-                file::write_atomic(file, &bytes)?;
-                (Vec::new(), bytes)
-            }
-            Err(e) => return Err(TokenFileError::Io(file.display().to_string(), e)),
-        };
+        let (backend, records) = FileBackend::open(file, max_per_idp, audit.clone())?;
         let set = TokenSet::build(&records);
-        let digest = fingerprint(&bytes);
         let count = records.len();
-        drop((records, bytes));
+        drop(records);
         release_freed_memory(count);
-        let store = TokenStore {
-            current: ArcSwap::from_pointee(set),
-            file: file.to_path_buf(),
-            file_backed: true,
-            max_per_idp,
-            writer: Mutex::new(WriterState {
-                last_digest: Some(digest),
-                last_failed: None,
-            }),
-            audit,
-        };
-        store.publish_metrics();
+        let store =
+            TokenStore::with_backend(Arc::new(backend), set, Fence::open(), max_per_idp, audit);
         Ok(Arc::new(store))
     }
 
@@ -181,31 +155,97 @@ impl TokenStore {
         max_per_idp: usize,
     ) -> Result<TokenStore, TokenFileError> {
         file::validate(&records, max_per_idp)?;
-        Ok(TokenStore {
-            current: ArcSwap::from_pointee(TokenSet::build(&records)),
-            file: PathBuf::new(),
-            file_backed: false,
+        Ok(TokenStore::with_backend(
+            Arc::new(FileBackend::in_memory(max_per_idp)),
+            TokenSet::build(&records),
+            Fence::open(),
             max_per_idp,
-            writer: Mutex::new(WriterState {
-                last_digest: None,
-                last_failed: None,
-            }),
-            audit: None,
-        })
+            None,
+        ))
     }
 
-    /// The request path: one atomic load, one hash, one map lookup.
+    /// The store the configuration asks for: the token file, or etcd (`tokens.backend`).
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Result<Arc<TokenStore>, TokenFileError> {
+        match (cfg.tokens.backend, &cfg.etcd) {
+            #[cfg(feature = "etcd")]
+            (crate::config::TokenBackend::Etcd, Some(etcd)) => {
+                Ok(TokenStore::open_etcd(etcd, cfg.tokens.max_per_idp, audit))
+            }
+            _ => TokenStore::open(&cfg.tokens.file, cfg.tokens.max_per_idp, audit),
+        }
+    }
+
+    /// A store on etcd (docs/cluster.md). It serves nothing until [`TokenStore::follow`] has
+    /// registered this replica and loaded the state: an embedder who never starts it gets
+    /// 503s, never a stale or empty set.
+    #[cfg(feature = "etcd")]
+    pub fn open_etcd(
+        cfg: &crate::config::EtcdConfig,
+        max_per_idp: usize,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Arc<TokenStore> {
+        let backend = backend::etcd::EtcdBackend::new(cfg.clone(), max_per_idp);
+        Arc::new(TokenStore::with_backend(
+            Arc::new(backend),
+            TokenSet::build(&[]),
+            Fence::closed(),
+            max_per_idp,
+            audit,
+        ))
+    }
+
+    fn with_backend(
+        backend: Arc<dyn Backend>,
+        set: TokenSet,
+        fence: Fence,
+        max_per_idp: usize,
+        audit: Option<Arc<AuditLog>>,
+    ) -> TokenStore {
+        let store = TokenStore {
+            current: ArcSwap::from_pointee(set),
+            revision: AtomicU64::new(0),
+            publishing: Mutex::new(()),
+            fence,
+            max_per_idp,
+            backend,
+            audit,
+        };
+        store.publish_metrics();
+        store
+    }
+
+    /// The request path: the fence, one atomic load, one hash, one map lookup.
     pub fn lookup(&self, presented: &[u8]) -> Lookup {
+        if !self.fence.serving() {
+            return Lookup::NotServing;
+        }
         self.current
             .load()
             .lookup(presented, Utc::now().timestamp_millis())
     }
 
-    /// OAuth client authentication against the current snapshot ([`TokenSet::client`]).
+    /// OAuth client authentication against the current snapshot ([`TokenSet::client`]);
+    /// `None` while the fence is closed, as for an unknown client.
     pub fn client(&self, id: &str, secret: &[u8]) -> Option<TokenInfo> {
+        if !self.fence.serving() {
+            return None;
+        }
         self.current
             .load_full()
             .client(id, secret, Utc::now().timestamp_millis())
+    }
+
+    /// Whether this process may answer from its set now (docs/cluster.md#fencing).
+    pub fn serving(&self) -> bool {
+        self.fence.serving()
+    }
+
+    /// The fence the backend moves.
+    pub(crate) fn fence(&self) -> &Fence {
+        &self.fence
     }
 
     /// The current snapshot (for listing).
@@ -213,160 +253,116 @@ impl TokenStore {
         self.current.load_full()
     }
 
-    /// The token file this store reads and writes.
-    pub fn file(&self) -> &Path {
-        &self.file
+    /// The revision of the current snapshot.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
     }
 
-    /// Re-reads the file after a change on disk. Unchanged bytes (including the gate's own last
-    /// write) are a no-op; an invalid file keeps the previous set, logs why and counts an error.
-    pub fn reload_from_disk(&self) -> Result<bool, TokenFileError> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.reload_locked(&mut w)
+    /// The backend holding the state.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
-    fn reload_locked(&self, w: &mut WriterState) -> Result<bool, TokenFileError> {
-        let bytes = match std::fs::read(&self.file) {
-            Ok(b) => b,
-            Err(e) => {
-                let err = TokenFileError::Io(self.file.display().to_string(), e);
-                return Err(self.reload_failed(w, None, err));
-            }
-        };
-        let digest = fingerprint(&bytes);
-        if w.last_digest == Some(digest) {
-            return Ok(false);
+    /// Follows the backend's source for the life of the process (the token file watcher, or
+    /// the cluster replica's lease and watch). The server starts it as a background service;
+    /// an embedder must start it too — in cluster mode nothing is served before it runs.
+    pub async fn follow(self: Arc<Self>) {
+        let backend = self.backend.clone();
+        backend.follow(self).await;
+    }
+
+    /// Leaves the cluster at shutdown (cluster mode: the lease is revoked, so admin calls stop
+    /// waiting for this replica at once); nothing for the file.
+    pub async fn leave(&self) {
+        self.fence.set_following(false);
+        self.backend.leave().await;
+    }
+
+    /// Publishes the next state of a backend that numbers states itself (the file): returns
+    /// the new revision.
+    pub(crate) fn publish_next(&self, set: TokenSet) -> u64 {
+        let _g = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let revision = self.revision.load(Ordering::Acquire) + 1;
+        self.swap(set, revision);
+        revision
+    }
+
+    /// Publishes the state at `revision` unless a later one is already in force (a watch and
+    /// a resync may race); `true` when it was swapped in.
+    pub(crate) fn publish_at(&self, set: TokenSet, revision: u64) -> bool {
+        let _g = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        if revision < self.revision.load(Ordering::Acquire) {
+            return false;
         }
-        let old = self.current.load_full();
-        // An editor that truncates and rewrites in place can be caught between the two; an
-        // empty file never removes every token (`tokens: []` says so explicitly).
-        if !old.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(self.reload_failed(w, Some(digest), TokenFileError::Empty));
-        }
-        let records = match file::parse(&bytes, self.max_per_idp) {
-            Ok(r) => r,
-            Err(e) => return Err(self.reload_failed(w, Some(digest), e)),
-        };
-        drop(bytes);
-        w.last_failed = None;
-        let changes = diff(&old, &records);
-        let set = TokenSet::build(&records);
+        self.swap(set, revision);
+        true
+    }
+
+    fn swap(&self, set: TokenSet, revision: u64) {
         set.carry_from(&self.current.load());
         self.current.store(Arc::new(set));
-        w.last_digest = Some(digest);
-        drop(old);
-        release_freed_memory(records.len());
-        metrics::TOKEN_RELOADS.with_label_values(&["ok"]).inc();
+        self.revision.store(revision, Ordering::Release);
+        metrics::CLUSTER_APPLIED_REVISION.set(i64::try_from(revision).unwrap_or(i64::MAX));
         self.publish_metrics();
-        log::info!("token file {} reloaded: {}", self.file.display(), changes);
-        if let Some(audit) = &self.audit {
-            let mut ev = AuditEvent::new(AuditKind::TokensReloaded);
-            ev.changes = Some(changes);
-            if let Err(e) = audit.append(&ev) {
-                log::error!("{e}");
+    }
+
+    /// Writes `last_used_at` back through the backend if a token was used since the last call;
+    /// `Ok(true)` when it wrote.
+    pub async fn flush_last_used(&self) -> Result<bool, StoreError> {
+        self.backend.flush_last_used(self).await
+    }
+
+    /// Applies an admin change. When this returns Ok, the change is persisted with its audit
+    /// event and in force for every worker — in cluster mode on every live replica (or the
+    /// replicas that could not confirm are fenced, as the propagation says). A failure leaves
+    /// the live set untouched.
+    pub async fn apply(&self, change: Change, uid: Option<u32>) -> Result<Committed, StoreError> {
+        let mut change = Some(change);
+        let mut edit = |base: &TokenSet| -> Result<Edit, StoreError> {
+            let change = change
+                .as_ref()
+                .ok_or_else(|| StoreError::Persist("change applied twice".into()))?;
+            self.edit(base, change, uid)
+        };
+        let committed = self.backend.commit(self, &mut edit).await;
+        change.take();
+        committed
+    }
+
+    /// The pure part of a change on a base state: the records after it, the record it
+    /// touched, its audit event and the answer. Runs again when a backend lost a race.
+    fn edit(&self, base: &TokenSet, change: &Change, uid: Option<u32>) -> Result<Edit, StoreError> {
+        let mut records = base.records();
+        let (changed, kind) = self.edit_records(&mut records, change)?;
+        let key = match (change, &changed.record) {
+            (Change::Delete(id), _) => KeyChange::Delete(id.clone()),
+            (_, Some(r)) => KeyChange::Put(r.clone()),
+            (_, None) => return Err(StoreError::Persist("a change without a record".into())),
+        };
+        let event = kind.map(|kind| {
+            let mut ev = AuditEvent::new(kind);
+            if let Some(r) = &changed.record {
+                ev.token_id = Some(r.id.clone());
+                ev.tenant = Some(r.tenant.clone());
+                ev.idp = Some(r.idp.as_str().to_string());
             }
-        }
-        Ok(true)
+            ev.uid = uid;
+            ev.revoked_access_tokens = (changed.revoked > 0).then_some(changed.revoked);
+            ev
+        });
+        Ok(Edit {
+            records,
+            key,
+            event,
+            changed,
+        })
     }
 
-    /// Logs and counts a failed reload once per distinct bad file content.
-    fn reload_failed(
-        &self,
-        w: &mut WriterState,
-        digest: Option<Fingerprint>,
-        e: TokenFileError,
-    ) -> TokenFileError {
-        if digest.is_none() || w.last_failed != digest {
-            metrics::TOKEN_RELOADS.with_label_values(&["error"]).inc();
-            log::error!(
-                "token file {} not reloaded, previous tokens stay in force: {e}",
-                self.file.display()
-            );
-        }
-        if digest.is_some() {
-            w.last_failed = digest;
-        }
-        e
-    }
-
-    /// Writes `last_used_at` back to the token file if a token was used since the last call;
-    /// `Ok(true)` when it wrote. No audit event (no admin changed anything) and no new snapshot
-    /// (the live one holds the times). A pending hand edit is taken in first, as for a change.
-    pub fn flush_last_used(&self) -> Result<bool, TokenFileError> {
-        if !self.file_backed {
-            return Ok(false);
-        }
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        self.reload_locked(&mut w)?;
-        let set = self.current.load_full();
-        if !set.take_used_mark() {
-            return Ok(false);
-        }
-        let bytes = file::render(&set.records());
-        if let Err(e) = file::write_atomic(&self.file, &bytes) {
-            set.mark_used(); // try again next time
-            return Err(e);
-        }
-        w.last_digest = Some(fingerprint(&bytes));
-        Ok(true)
-    }
-
-    /// Applies an admin change. When this returns Ok, the change is (1) persisted atomically to
-    /// the token file, (2) in the audit log, and (3) in force for every worker — in that order,
-    /// so a failure of (1) or (2) leaves the live set untouched.
-    pub fn apply(&self, change: Change, uid: Option<u32>) -> Result<Changed, StoreError> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        // An operator's hand edit that the watcher has not picked up yet must not be
-        // overwritten: take it in first (or refuse while the file is broken).
-        if self.file_backed {
-            self.reload_locked(&mut w)
-                .map_err(StoreError::FileInvalid)?;
-        }
-        let old = self.current.load_full();
-        let mut records = old.records();
-        let (changed, event) = self.edit(&mut records, change)?;
-        file::validate(&records, self.max_per_idp)
-            .map_err(|e| StoreError::BadRequest(e.to_string()))?;
-        let bytes = file::render(&records);
-        if self.file_backed {
-            file::write_atomic(&self.file, &bytes)
-                .map_err(|e| StoreError::Persist(e.to_string()))?;
-            if let (Some(audit), Some(event)) = (&self.audit, event) {
-                let mut ev = AuditEvent::new(event);
-                if let Some(r) = &changed.record {
-                    ev.token_id = Some(r.id.clone());
-                    ev.tenant = Some(r.tenant.clone());
-                    ev.idp = Some(r.idp.as_str().to_string());
-                }
-                ev.uid = uid;
-                ev.revoked_access_tokens = (changed.revoked > 0).then_some(changed.revoked);
-                if let Err(e) = audit.append(&ev) {
-                    // Keep file and memory in agreement: put the previous state back (the file
-                    // matched it: it was taken in just above).
-                    let previous = file::render(&old.records());
-                    match file::write_atomic(&self.file, &previous) {
-                        Ok(()) => w.last_digest = Some(fingerprint(&previous)),
-                        Err(e2) => {
-                            log::error!("cannot restore token file after audit failure: {e2}")
-                        }
-                    }
-                    return Err(StoreError::Persist(e.to_string()));
-                }
-            }
-            w.last_digest = Some(fingerprint(&bytes));
-        }
-        let set = TokenSet::build(&records);
-        set.carry_from(&self.current.load());
-        self.current.store(Arc::new(set));
-        self.publish_metrics();
-        Ok(changed)
-    }
-
-    /// The pure part of a change: edits `records` and names the audit event.
-    fn edit(
+    /// Edits `records` and names the audit event.
+    fn edit_records(
         &self,
         records: &mut Vec<TokenRecord>,
-        change: Change,
+        change: &Change,
     ) -> Result<(Changed, Option<AuditKind>), StoreError> {
         let now = Utc::now();
         let find = |records: &Vec<TokenRecord>, id: &str| {
@@ -385,11 +381,11 @@ impl TokenStore {
             } => {
                 let held = records
                     .iter()
-                    .filter(|r| r.tenant == tenant && r.idp == idp)
+                    .filter(|r| r.tenant == *tenant && r.idp == *idp)
                     .count();
                 if held >= self.max_per_idp {
                     return Err(StoreError::TooMany {
-                        tenant,
+                        tenant: tenant.clone(),
                         idp: idp.as_str().to_string(),
                         max: self.max_per_idp,
                     });
@@ -397,15 +393,15 @@ impl TokenStore {
                 let token = NewToken::generate();
                 let record = TokenRecord {
                     id: new_id(records),
-                    tenant,
-                    idp,
+                    tenant: tenant.clone(),
+                    idp: *idp,
                     status: Status::Active,
                     sha256: secret::to_hex(&token.sha256()),
-                    domains,
-                    networks,
+                    domains: domains.clone(),
+                    networks: networks.clone(),
                     created_at: now,
                     refreshed_at: None,
-                    expires_at,
+                    expires_at: *expires_at,
                     last_used_at: None,
                     access: Vec::new(),
                 };
@@ -420,7 +416,7 @@ impl TokenStore {
                 ))
             }
             Change::Refresh(id) => {
-                let i = find(records, &id)?;
+                let i = find(records, id)?;
                 let token = NewToken::generate();
                 records[i].sha256 = secret::to_hex(&token.sha256());
                 records[i].refreshed_at = Some(now);
@@ -436,7 +432,8 @@ impl TokenStore {
                 ))
             }
             Change::SetStatus(id, status) => {
-                let i = find(records, &id)?;
+                let status = *status;
+                let i = find(records, id)?;
                 records[i].status = status;
                 let event = match status {
                     Status::Active => AuditKind::TokenActivated,
@@ -456,7 +453,7 @@ impl TokenStore {
                 ))
             }
             Change::Delete(id) => {
-                let i = find(records, &id)?;
+                let i = find(records, id)?;
                 let record = records.remove(i);
                 let revoked = record.access.len();
                 Ok((
@@ -469,7 +466,8 @@ impl TokenStore {
                 ))
             }
             Change::IssueAccess { id, ttl, keep } => {
-                let i = find(records, &id)?;
+                let (ttl, keep) = (*ttl, *keep);
+                let i = find(records, id)?;
                 let r = &mut records[i];
                 if r.status != Status::Active || r.expires_at.is_some_and(|t| t <= now) {
                     return Err(StoreError::BadRequest(format!("token {id} is not active")));
@@ -637,6 +635,33 @@ fn diff(old: &TokenSet, new: &[TokenRecord]) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// Runs an admin change to completion (the store's API is async).
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    /// An admin change, synchronously; the answer without its propagation.
+    fn apply(store: &TokenStore, change: Change, uid: Option<u32>) -> Result<Changed, StoreError> {
+        block(store.apply(change, uid)).map(|c| c.changed)
+    }
+
+    /// A file-backed store and its backend, for tests that reload by hand.
+    fn open_file(path: &Path, audit: Option<Arc<AuditLog>>) -> (Arc<TokenStore>, Arc<FileBackend>) {
+        let (backend, records) = FileBackend::open(path, 2, audit.clone()).expect("open");
+        let backend = Arc::new(backend);
+        let store = TokenStore::with_backend(
+            backend.clone(),
+            TokenSet::build(&records),
+            Fence::open(),
+            2,
+            audit,
+        );
+        (Arc::new(store), backend)
+    }
+
     fn record(id: &str, tenant: &str, idp: Idp, token: &str) -> TokenRecord {
         TokenRecord {
             id: id.into(),
@@ -652,18 +677,6 @@ mod tests {
             last_used_at: None,
             access: Vec::new(),
         }
-    }
-
-    #[test]
-    fn the_file_fingerprint_sees_every_one_byte_edit() {
-        let base = file::render(&[record("tok_a", "acme", Idp::Okta, "a")]);
-        let f = fingerprint(&base);
-        for i in 0..base.len() {
-            let mut edited = base.clone();
-            edited[i] ^= 0x20;
-            assert_ne!(fingerprint(&edited), f, "byte {i}");
-        }
-        assert_eq!(fingerprint(&base), f);
     }
 
     #[test]
@@ -690,7 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let audit = Arc::new(AuditLog::open(&dir.path().join("audit.jsonl")).expect("audit"));
         let path = dir.path().join("tokens.yaml");
-        let store = TokenStore::open(&path, 2, Some(audit.clone())).expect("open");
+        let (store, backend) = open_file(&path, Some(audit.clone()));
         let create = || Change::Create {
             tenant: "acme".into(),
             idp: Idp::Okta,
@@ -698,21 +711,19 @@ mod tests {
             networks: vec![],
             expires_at: None,
         };
-        let a = store.apply(create(), Some(0)).expect("first");
+        let a = apply(&store, create(), Some(0)).expect("first");
         let first = a.token.expect("secret");
         assert!(matches!(
             store.lookup(first.expose().as_bytes()),
             Lookup::Valid(_)
         ));
-        store.apply(create(), Some(0)).expect("second");
+        apply(&store, create(), Some(0)).expect("second");
         assert!(matches!(
-            store.apply(create(), Some(0)),
+            apply(&store, create(), Some(0)),
             Err(StoreError::TooMany { .. })
         ));
         let id = a.record.expect("record").id;
-        let r = store
-            .apply(Change::Refresh(id.clone()), Some(0))
-            .expect("refresh");
+        let r = apply(&store, Change::Refresh(id.clone()), Some(0)).expect("refresh");
         let second = r.token.expect("secret");
         assert!(matches!(
             store.lookup(first.expose().as_bytes()),
@@ -722,22 +733,23 @@ mod tests {
             store.lookup(second.expose().as_bytes()),
             Lookup::Valid(_)
         ));
-        store
-            .apply(Change::SetStatus(id.clone(), Status::Inactive), Some(0))
-            .expect("deactivate");
+        apply(
+            &store,
+            Change::SetStatus(id.clone(), Status::Inactive),
+            Some(0),
+        )
+        .expect("deactivate");
         assert!(matches!(
             store.lookup(second.expose().as_bytes()),
             Lookup::Inactive
         ));
-        store
-            .apply(Change::Delete(id.clone()), Some(0))
-            .expect("delete");
+        apply(&store, Change::Delete(id.clone()), Some(0)).expect("delete");
         assert!(matches!(
             store.lookup(second.expose().as_bytes()),
             Lookup::Unknown
         ));
         assert!(matches!(
-            store.apply(Change::Delete(id), Some(0)),
+            apply(&store, Change::Delete(id), Some(0)),
             Err(StoreError::NotFound(_))
         ));
 
@@ -762,36 +774,36 @@ mod tests {
             ]
         );
         // The store's own write is not re-applied by a reload.
-        assert!(!store.reload_from_disk().expect("reload"));
+        assert!(!backend.reload(&store).expect("reload"));
     }
 
     #[test]
     fn an_invalid_edit_keeps_the_previous_set_and_blocks_admin_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tokens.yaml");
-        let store = TokenStore::open(&path, 2, None).expect("open");
-        let t = store
-            .apply(
-                Change::Create {
-                    tenant: "acme".into(),
-                    idp: Idp::Entra,
-                    domains: vec![],
-                    networks: vec![],
-                    expires_at: None,
-                },
-                None,
-            )
-            .expect("create")
-            .token
-            .expect("secret");
+        let (store, backend) = open_file(&path, None);
+        let t = apply(
+            &store,
+            Change::Create {
+                tenant: "acme".into(),
+                idp: Idp::Entra,
+                domains: vec![],
+                networks: vec![],
+                expires_at: None,
+            },
+            None,
+        )
+        .expect("create")
+        .token
+        .expect("secret");
         std::fs::write(&path, "tokens: [ {id: broken").expect("write");
-        assert!(store.reload_from_disk().is_err());
+        assert!(backend.reload(&store).is_err());
         assert!(matches!(
             store.lookup(t.expose().as_bytes()),
             Lookup::Valid(_)
         ));
         assert!(matches!(
-            store.apply(Change::Delete("x".into()), None),
+            apply(&store, Change::Delete("x".into()), None),
             Err(StoreError::FileInvalid(_))
         ));
     }
@@ -800,21 +812,21 @@ mod tests {
     fn a_hand_edit_is_taken_in_before_an_admin_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tokens.yaml");
-        let store = TokenStore::open(&path, 2, None).expect("open");
+        let (store, _backend) = open_file(&path, None);
         let hand = record("tok_hand", "acme", Idp::Other, "hand-made");
         std::fs::write(&path, file::render(&[hand])).expect("write");
-        store
-            .apply(
-                Change::Create {
-                    tenant: "beta".into(),
-                    idp: Idp::Okta,
-                    domains: vec![],
-                    networks: vec![],
-                    expires_at: None,
-                },
-                None,
-            )
-            .expect("create");
+        apply(
+            &store,
+            Change::Create {
+                tenant: "beta".into(),
+                idp: Idp::Okta,
+                domains: vec![],
+                networks: vec![],
+                expires_at: None,
+            },
+            None,
+        )
+        .expect("create");
         let on_disk = file::parse(&std::fs::read(&path).expect("read"), 2).expect("parse");
         assert!(on_disk.iter().any(|r| r.id == "tok_hand"));
         assert_eq!(on_disk.len(), 2);

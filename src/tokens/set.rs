@@ -79,6 +79,9 @@ pub enum Lookup {
     Inactive,
     /// The token's expiry has passed.
     Expired,
+    /// This process cannot prove its set is current (cluster mode: its lease may have lapsed
+    /// or its watch stalled; docs/cluster.md#fencing): no token is judged at all.
+    NotServing,
 }
 
 /// A token that passed: a handle on the snapshot it was found in (an `Arc` clone, no copying).

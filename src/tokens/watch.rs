@@ -4,7 +4,7 @@
 //! the old one, and Kubernetes Secret volumes swap a `..data` symlink; both replace the inode a
 //! file watch would be attached to. Every event in the folder triggers a reload, which is a no-op
 //! when the bytes did not change. A one-second metadata poll backs inotify up (network and
-//! overlay filesystems do not always deliver events), and the same loop announces expiries.
+//! overlay filesystems do not always deliver events).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -12,19 +12,19 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use notify::{RecursiveMode, Watcher};
 
+use super::backend::file::FileBackend;
 use super::TokenStore;
 
 /// How long to wait for an editor's burst of events to settle before reading the file.
 const DEBOUNCE: Duration = Duration::from_millis(15);
-/// The fallback poll and expiry tick.
+/// The fallback poll.
 const TICK: Duration = Duration::from_millis(500);
 
 /// Starts the watcher thread; it runs for the life of the process.
-pub fn spawn(store: Arc<TokenStore>) -> std::io::Result<()> {
-    let file = store.file().to_path_buf();
+pub fn spawn(backend: Arc<FileBackend>, store: Arc<TokenStore>) -> std::io::Result<()> {
+    let file = backend.path().unwrap_or(Path::new("")).to_path_buf();
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -49,7 +49,7 @@ pub fn spawn(store: Arc<TokenStore>) -> std::io::Result<()> {
         .name("token-watch".into())
         .spawn(move || {
             let _keep_alive = watcher;
-            run(&store, &file, &rx);
+            run(&backend, &store, &file, &rx);
         })?;
     Ok(())
 }
@@ -79,9 +79,11 @@ fn signature(file: &Path) -> Option<(u64, u64, i64, i64)> {
     Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
 }
 
-fn run(store: &TokenStore, file: &Path, rx: &mpsc::Receiver<()>) {
+fn run(backend: &FileBackend, store: &TokenStore, file: &Path, rx: &mpsc::Receiver<()>) {
     let mut last_sig = signature(file);
-    let mut last_tick = Utc::now();
+    // An edit between the start-up read and the watch being in place raised no event and
+    // already shows in `last_sig`: look once now (a no-op when the bytes are the ones read).
+    let _ = backend.reload(store);
     loop {
         let event = match rx.recv_timeout(TICK) {
             Ok(()) => true,
@@ -96,10 +98,7 @@ fn run(store: &TokenStore, file: &Path, rx: &mpsc::Receiver<()>) {
         if event || sig != last_sig {
             last_sig = sig;
             // Errors are logged and counted inside; the previous set stays in force.
-            let _ = store.reload_from_disk();
+            let _ = backend.reload(store);
         }
-        let now = Utc::now();
-        store.announce_expired(last_tick, now);
-        last_tick = now;
     }
 }

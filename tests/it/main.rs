@@ -10,6 +10,8 @@ mod auth;
 mod bulk;
 mod checks;
 mod cli;
+#[cfg(feature = "etcd")]
+mod cluster;
 mod connections;
 mod console;
 mod embed;

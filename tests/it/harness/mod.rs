@@ -13,6 +13,8 @@ use scim_gate::config::raw::{
 };
 use scim_gate::tokens::secret;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod in_process;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_scim-gate");
@@ -141,6 +143,7 @@ impl GateOpts {
             }),
             guards: None,
             oauth: None,
+            etcd: None,
         };
         GateOpts {
             config,
