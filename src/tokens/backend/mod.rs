@@ -1,6 +1,6 @@
-//! Where the token state lives: the seam under [`TokenStore`](super::TokenStore).
+//! Where the token state lives: the seam under [`TokenStore`].
 //!
-//! The store keeps what the request path reads — one immutable [`TokenSet`](super::TokenSet)
+//! The store keeps what the request path reads — one immutable [`TokenSet`]
 //! behind an atomic pointer — and a backend keeps the source of that set: the token file
 //! ([`file::FileBackend`]) or etcd (`etcd::EtcdBackend`, docs/cluster.md). A backend
 //! - commits a change with compare-and-swap: it calls the store's pure edit on the state it

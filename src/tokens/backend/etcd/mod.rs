@@ -11,9 +11,9 @@
 //!   own transaction;
 //! - `P/used/<id>`: the latest last-use time any replica recorded.
 //!
-//! [`replica`] follows the state (lease, registration with the snapshot in one transaction,
-//! watch, apply, acknowledge, fence); [`commit`] makes a change and waits for every replica's
-//! acknowledgement; [`members`] watches the replicas' acknowledgements for it.
+//! `replica` follows the state (lease, registration with the snapshot in one transaction,
+//! watch, apply, acknowledge, fence); `commit` makes a change and waits for every replica's
+//! acknowledgement; `members` watches the replicas' acknowledgements for it.
 
 mod commit;
 mod conn;
