@@ -11,6 +11,11 @@ small canned-answer server in this process (not counted).
     instructions.py --gate BIN --passthrough BIN [--n 2000] [--warmup 200] [--variants ...]
 
 Prints one line per variant: `variant Ir_per_request`.
+
+`gate_get_etcd` is the GET with the token state on etcd (cluster mode, one replica, a local etcd
+this script starts). Such a replica also works while idle (lease keep-alives, watch progress):
+the same window's worth of idle instructions is measured right after and printed separately
+(`gate_get_etcd_idle`), and the request figure is given net of it.
 """
 
 import argparse
@@ -149,7 +154,22 @@ def total_ir(out_prefix):
     return total
 
 
-def measure(cmd, port, raw, n, warmup, work, name):
+def start_etcd(work):
+    """A single etcd member on free loopback ports; returns (process, client URL)."""
+    client, peer = free_port(), free_port()
+    url, purl = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    proc = subprocess.Popen(
+        ["etcd", "--name", "bench", "--data-dir", os.path.join(work, "etcd"),
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+         "--initial-cluster", f"bench={purl}", "--initial-cluster-state", "new",
+         "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(client, proc)
+    return proc, url
+
+
+def measure(cmd, port, raw, n, warmup, work, name, idle=False):
     out = os.path.join(work, f"callgrind.{name}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
           "--dump-instr=no", "--collect-jumps=no"] + cmd
@@ -157,6 +177,17 @@ def measure(cmd, port, raw, n, warmup, work, name):
                             env=dict(os.environ, RUST_LOG="info"))
     try:
         wait_port(port, proc)
+        if idle:
+            # A cluster replica answers 503 until it has registered and loaded the state.
+            deadline = time.time() + 120
+            while True:
+                try:
+                    Client(port, raw).one()
+                    break
+                except SystemExit:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.2)
         client = Client(port, raw)
         for _ in range(warmup):
             client.one()
@@ -166,12 +197,27 @@ def measure(cmd, port, raw, n, warmup, work, name):
                 os.remove(f)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL)
+        started = time.time()
         for _ in range(n):
             client.one()
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
                        stdout=subprocess.DEVNULL)
+        window = time.time() - started
         time.sleep(1)
         ir = total_ir(out + f".{proc.pid}")
+        if idle:
+            # The same window again with no request: what the process does on its own.
+            for f in glob.glob(out + ".*"):
+                if not f.endswith(".log"):
+                    os.remove(f)
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
+            time.sleep(window)
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
+            time.sleep(1)
+            background = total_ir(out + f".{proc.pid}")
+            return (ir - background) / n, background / n
     finally:
         proc.terminate()
         try:
@@ -221,6 +267,38 @@ def main():
             gate.terminate()
             gate.wait()
         gate_cmd = [a.gate, "run", "-c", os.path.join(work, "gate.yaml")]
+    etcd_cmd = None
+    etcd_proc = None
+    if "gate_get_etcd" in a.variants.split(","):
+        etcd_proc, etcd_url = start_etcd(work)
+        etcd_port, etcd_metrics = free_port(), free_port()
+        cfg = os.path.join(work, "gate-etcd.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"server: {{listen: 127.0.0.1:{etcd_port}, threads: 2}}\n"
+                    f"upstream: {{url: http://127.0.0.1:{up}/v2}}\n"
+                    f"metrics: {{listen: 127.0.0.1:{etcd_metrics}}}\n"
+                    f"admin: {{socket: {os.path.join(work, 'admin-etcd.sock')}}}\n"
+                    "tokens: {backend: etcd}\n"
+                    f"etcd: {{endpoints: [{etcd_url}], prefix: /bench}}\n"
+                    "limits: {rate: 1000000, burst: 1000000}\n")
+        gate = subprocess.Popen([a.gate, "run", "-c", cfg],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(etcd_port, gate)
+            for _ in range(100):
+                r = subprocess.run([a.gate, "token", "create", "--tenant", "bench", "--idp",
+                                    "entra", "--socket", os.path.join(work, "admin-etcd.sock"),
+                                    "--json"], capture_output=True, text=True)
+                if r.returncode == 0:
+                    etcd_token = r.stdout.splitlines()[0].strip()
+                    break
+                time.sleep(0.2)
+            else:
+                raise SystemExit(f"no token in cluster mode: {r.stderr}")
+        finally:
+            gate.terminate()
+            gate.wait()
+        etcd_cmd = ([a.gate, "run", "-c", cfg], etcd_port, etcd_token)
     pt_port = free_port()
     pt_cmd = [a.passthrough, "--listen", f"127.0.0.1:{pt_port}", "--upstream", f"127.0.0.1:{up}"]
 
@@ -234,12 +312,20 @@ def main():
         elif v == "gate_get":
             ir = measure(gate_cmd, gate_port, request("GET", "/scim/v2/Users/42", token, None),
                          a.n, a.warmup, work, v)
+        elif v == "gate_get_etcd":
+            cmd, port, tok = etcd_cmd
+            ir, idle = measure(cmd, port, request("GET", "/scim/v2/Users/42", tok, None),
+                               a.n, a.warmup, work, v, idle=True)
+            print(f"gate_get_etcd_idle {idle:.0f}", flush=True)
         elif v == "gate_patch":
             ir = measure(gate_cmd, gate_port, request("PATCH", "/scim/v2/Users/42", token, patch),
                          a.n, a.warmup, work, v)
         else:
             raise SystemExit(f"unknown variant {v}")
         print(f"{v} {ir:.0f}", flush=True)
+    if etcd_proc:
+        etcd_proc.terminate()
+        etcd_proc.wait()
 
 
 if __name__ == "__main__":

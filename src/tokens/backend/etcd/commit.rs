@@ -114,7 +114,18 @@ pub(super) async fn commit(
             }
         }
         let propagation = propagate(backend, revision, &members, &leases).await;
-        metrics::ADMIN_PROPAGATION.observe(committed_at.elapsed().as_secs_f64());
+        let took = committed_at.elapsed();
+        metrics::ADMIN_PROPAGATION.observe(took.as_secs_f64());
+        if let Ok(p) = &propagation {
+            // One line per admin change (they are rare): how long it took to be in force
+            // everywhere, for operators and for benches/cluster.rs.
+            log::info!(
+                "cluster: revision {revision} in force on {} replica(s), {} fenced, {:.3} ms after its commit",
+                p.confirmed.len(),
+                p.fenced.len(),
+                took.as_secs_f64() * 1000.0
+            );
+        }
         return propagation.map(|propagation| Committed {
             changed: done.changed,
             propagation,
