@@ -95,7 +95,10 @@ fn run(members: usize, rotations: usize) {
     let mut acked = figures();
     acked.remove(0);
     assert_eq!(acked.len(), rotations, "one figure per refresh");
-    assert_eq!(stale, 0, "an old secret was accepted after its refresh returned");
+    assert_eq!(
+        stale, 0,
+        "an old secret was accepted after its refresh returned"
+    );
     let (a, c) = (percentiles(&mut acked), percentiles(&mut calls));
     println!(
         "| {members} member{} | {rotations} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {stale} |",

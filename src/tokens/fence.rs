@@ -10,7 +10,25 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::guards::now_ns;
+/// Nanoseconds on `CLOCK_BOOTTIME`: monotonic, and — unlike `CLOCK_MONOTONIC`, which
+/// `Instant` reads — still running while the host is suspended. A replica paused by `SIGSTOP`,
+/// a frozen VM or a suspended laptop all find their deadline passed when they resume. A vDSO
+/// read, like `Instant::now()`.
+pub fn clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we own; CLOCK_BOOTTIME exists on every
+    // Linux the gate supports (2.6.39+).
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        // Unreachable in practice; "no time left" fails closed.
+        return u64::MAX - 1;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
 
 /// The deadline that means "no deadline" (the file backend).
 const FOREVER: u64 = u64::MAX;
@@ -20,7 +38,7 @@ pub struct Fence {
     /// False while the backend cannot follow its source: not loaded yet, a watch stalled or
     /// cancelled, a resync in progress.
     following: AtomicBool,
-    /// `now_ns()` after which the lease may have lapsed; [`FOREVER`] without a lease.
+    /// `clock_ns()` after which the lease may have lapsed; [`FOREVER`] without a lease.
     until_ns: AtomicU64,
 }
 
@@ -48,12 +66,17 @@ impl Fence {
             return false;
         }
         let until = self.until_ns.load(Ordering::Acquire);
-        until == FOREVER || now_ns() < until
+        until == FOREVER || clock_ns() < until
     }
 
     /// The backend follows its source again (snapshot applied, watch open), or stopped doing so.
     pub fn set_following(&self, following: bool) {
         self.following.store(following, Ordering::Release);
+    }
+
+    /// The lease deadline (`clock_ns()`), 0 when there is none.
+    pub fn until(&self) -> u64 {
+        self.until_ns.load(Ordering::Acquire)
     }
 
     /// Whether the backend says it follows its source (the lease aside).
@@ -82,14 +105,14 @@ mod tests {
         assert!(!f.serving());
         f.set_following(true);
         assert!(!f.serving(), "no lease yet");
-        f.extend_until(now_ns() + 1_000_000_000);
+        f.extend_until(clock_ns() + 1_000_000_000);
         assert!(f.serving());
         f.set_following(false);
         assert!(!f.serving(), "watch stalled");
         f.set_following(true);
         f.expire();
         assert!(!f.serving(), "lease gone");
-        f.extend_until(now_ns().saturating_sub(1));
+        f.extend_until(clock_ns().saturating_sub(1));
         assert!(!f.serving(), "a deadline in the past");
     }
 

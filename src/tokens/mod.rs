@@ -63,8 +63,8 @@ pub enum StoreError {
     /// The token state's store (etcd) cannot be reached or refused the change; nothing changed.
     Unavailable(String),
     #[error("committed at revision {revision}, but not confirmed: {reason}")]
-    /// The change is committed but its propagation could not be confirmed (etcd failed after
-    /// the commit): replicas that did not apply it stop serving at their lease deadline.
+    /// The change is (or may be) committed, but etcd failed before its propagation could be
+    /// confirmed; the reason names what is unknown (revision 0: whether it was committed).
     Unconfirmed {
         /// The commit's revision.
         revision: u64,
@@ -287,8 +287,16 @@ impl TokenStore {
         revision
     }
 
-    /// Publishes the state at `revision` unless a later one is already in force (a watch and
-    /// a resync may race); `true` when it was swapped in.
+    /// Publishes a whole snapshot read at `revision`, whatever was in force: after a resync the
+    /// source is authoritative, even when its revisions went backwards (an etcd restored from
+    /// a backup starts lower).
+    pub(crate) fn publish_snapshot(&self, set: TokenSet, revision: u64) {
+        let _g = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        self.swap(set, revision);
+    }
+
+    /// Publishes the state at `revision` unless a later one is already in force; `false`
+    /// means the caller's source went backwards and it must resynchronise.
     pub(crate) fn publish_at(&self, set: TokenSet, revision: u64) -> bool {
         let _g = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
         if revision < self.revision.load(Ordering::Acquire) {

@@ -136,6 +136,15 @@ impl Etcd {
         self.spawn(i);
     }
 
+    /// Kills member `i`, removes its data and starts it afresh on the same ports (a single
+    /// member: a new, empty store whose revisions start again from 1).
+    pub fn wipe(&mut self, i: usize) {
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(&self.members[i].data);
+        self.spawn(i);
+        self.wait_ready();
+    }
+
     /// The index of the current leader.
     pub fn leader(&self) -> Option<usize> {
         self.members.iter().position(|m| {

@@ -16,6 +16,7 @@ use scim_gate::tokens::secret;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod in_process;
+pub mod proxy;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_scim-gate");
 

@@ -4,18 +4,25 @@
 //! 2. ONE transaction: compare `P/meta/generation`'s `mod_revision` with the revision this
 //!    replica's set is at (nobody changed anything since), put or delete the token key, put
 //!    the generation and the audit event, and read `P/replicas/` — the membership at the
-//!    commit revision C;
-//! 3. wait until each listed replica acknowledged C or its key is gone;
-//! 4. after `ack_timeout`, revoke the lease of each one still silent and wait its TTL (plus a
-//!    margin): by then its own deadline has passed and it refuses every request.
+//!    commit revision C — and `P/fenced/`;
+//! 3. wait until each listed replica acknowledged C (the watch: the fast path);
+//! 4. after `ack_timeout`, read `P/replicas/` afresh: a replica that acknowledged meanwhile is
+//!    confirmed, one whose key is gone no longer holds a lease; each one still registered and
+//!    silent gets a `P/fenced/<id>` marker (under a lease of its own, `lease_ttl` + 1 s, never
+//!    renewed) and then its lease revoked;
+//! 5. wait until every marker seen — at C, or in that fresh read — has expired: a fenced
+//!    replica may still serve until its own deadline (its last keep-alive's send time +
+//!    `lease_ttl`), and the marker outlives that deadline. This includes replicas fenced by
+//!    *another* admin call: their keys are gone, yet they may serve a little longer.
 //!
 //! A lost race (the compare failed) waits for this replica's watch to bring the newer state
 //! and runs the edit again on it.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 
 use super::{call, decode_replica, encode_record, encode_time, EtcdBackend};
 use crate::metrics;
@@ -47,7 +54,9 @@ pub(super) async fn commit(
         file::validate(&done.records, backend.max_per_idp)
             .map_err(|e| StoreError::BadRequest(e.to_string()))?;
         let keys = &backend.keys;
-        let mut ops = Vec::with_capacity(4);
+        // Unique, so that a transaction whose answer was lost can be recognised (below).
+        let stamp = format!("{}:{:016x}", backend.replica_id, rand::random::<u64>());
+        let mut ops = Vec::with_capacity(6);
         match &done.key {
             KeyChange::Put(r) => ops.push(TxnOp::put(keys.token(&r.id), encode_record(r)?, None)),
             KeyChange::Delete(id) => {
@@ -55,7 +64,7 @@ pub(super) async fn commit(
                 ops.push(TxnOp::delete(keys.used_by(id), None));
             }
         }
-        ops.push(TxnOp::put(keys.generation(), base_rev.to_string(), None));
+        ops.push(TxnOp::put(keys.generation(), stamp.clone(), None));
         if let Some(ev) = &done.event {
             let value = serde_json::to_vec(ev).map_err(|e| StoreError::Persist(e.to_string()))?;
             ops.push(TxnOp::put(
@@ -66,6 +75,10 @@ pub(super) async fn commit(
         }
         ops.push(TxnOp::get(
             keys.replicas(),
+            Some(GetOptions::new().with_prefix()),
+        ));
+        ops.push(TxnOp::get(
+            keys.fenced(),
             Some(GetOptions::new().with_prefix()),
         ));
         let txn = Txn::new()
@@ -80,9 +93,8 @@ pub(super) async fn commit(
         let resp = match call("commit the change", client.txn(txn)).await {
             Ok(r) => r,
             Err(e) => {
-                // Whether a timed-out transaction was applied is unknown: say so.
                 backend.conn.failed().await;
-                return Err(e);
+                return Err(lost_answer(backend, &stamp, e).await);
             }
         };
         let revision = resp.header().map_or(0, |h| h.revision()) as u64;
@@ -102,18 +114,20 @@ pub(super) async fn commit(
         }
         let committed_at = Instant::now();
         let mut members = Vec::new();
-        let mut leases = Vec::new();
+        let mut markers = Vec::new();
         for op in resp.op_responses() {
             if let TxnOpResponse::Get(g) = op {
                 for kv in g.kvs() {
-                    if let Some(r) = decode_replica(kv) {
+                    let key = String::from_utf8_lossy(kv.key()).into_owned();
+                    if key.starts_with(&keys.fenced()) {
+                        markers.push(key);
+                    } else if let Some(r) = decode_replica(kv) {
                         members.push(r.id);
-                        leases.push(kv.lease());
                     }
                 }
             }
         }
-        let propagation = propagate(backend, revision, &members, &leases).await;
+        let propagation = propagate(backend, revision, &members, markers).await;
         let took = committed_at.elapsed();
         metrics::ADMIN_PROPAGATION.observe(took.as_secs_f64());
         if let Ok(p) = &propagation {
@@ -136,60 +150,223 @@ pub(super) async fn commit(
     )))
 }
 
-/// Steps 3 and 4: acknowledgements, then fencing of the silent.
+/// The commit's answer was lost (a timeout, a broken connection): it may have been applied.
+/// The generation's value says whether it was; the answer must not claim "nothing changed"
+/// when something did.
+async fn lost_answer(backend: &EtcdBackend, stamp: &str, e: StoreError) -> StoreError {
+    let read = async {
+        let mut client = backend.conn.client().await?;
+        call(
+            "check the commit",
+            client.get(backend.keys.generation(), None),
+        )
+        .await
+    };
+    match read.await {
+        Ok(got) => match got.kvs().first() {
+            Some(kv) if kv.value() == stamp.as_bytes() => StoreError::Unconfirmed {
+                revision: kv.mod_revision() as u64,
+                reason: format!(
+                    "{e}; its answer was lost, so no replica was waited for: replicas that have not applied it stop serving within etcd.lease_ttl unless they catch up"
+                ),
+            },
+            _ => e,
+        },
+        Err(e2) => StoreError::Unconfirmed {
+            revision: 0,
+            reason: format!("{e}; whether it was committed is unknown ({e2}): check GET /tokens"),
+        },
+    }
+}
+
+/// Steps 3 to 5: acknowledgements, fencing of the silent, the wait for every fenced replica.
 async fn propagate(
     backend: &EtcdBackend,
     revision: u64,
     members: &[String],
-    leases: &[i64],
+    mut markers: Vec<String>,
 ) -> Result<Propagation, StoreError> {
-    let acks = backend
+    let mut confirmed = backend
         .members
-        .wait(members, revision, backend.cfg.ack_timeout)
+        .confirmed(members, revision, backend.cfg.ack_timeout)
         .await;
-    let mut fenced = acks.gone;
-    if !acks.pending.is_empty() {
-        let mut client = match backend.conn.client().await {
-            Ok(c) => c,
-            Err(e) => return Err(unconfirmed(revision, e)),
-        };
-        for id in &acks.pending {
-            let Some(i) = members.iter().position(|m| m == id) else {
-                continue;
-            };
-            if let Err(e) = call(
-                "revoke a silent replica's lease",
-                client.lease_revoke(leases[i]),
-            )
+    let mut fenced = Vec::new();
+    // The replicas this call fenced itself (their markers), and when the first was revoked.
+    let mut revoked: Vec<String> = Vec::new();
+    let mut revoked_at: Option<Instant> = None;
+    let silent: Vec<&String> = members.iter().filter(|m| !confirmed.contains(m)).collect();
+    if !silent.is_empty() {
+        let mut client = backend
+            .conn
+            .client()
             .await
-            {
-                // "lease not found" means it already expired: as good as revoked.
-                if !e.to_string().contains("not found") {
-                    backend.conn.failed().await;
-                    return Err(unconfirmed(revision, e));
+            .map_err(|e| unconfirmed(revision, &silent, e))?;
+        let fresh = match read_fencing_state(&mut client, backend).await {
+            Ok(f) => f,
+            Err(e) => {
+                backend.conn.failed().await;
+                return Err(unconfirmed(revision, &silent, e));
+            }
+        };
+        markers.extend(fresh.markers);
+        for id in silent {
+            match fresh.replicas.get(id) {
+                Some((applied, _)) if *applied >= revision => confirmed.push(id.clone()),
+                // Its lease ended (expired, revoked by another admin, or it left): a marker
+                // covers the revoked case; an expired or departed one serves nothing.
+                None => fenced.push(id.clone()),
+                Some((_, lease)) => {
+                    if let Err(e) = fence(&mut client, backend, id, *lease).await {
+                        backend.conn.failed().await;
+                        return Err(unconfirmed(revision, &[id], e));
+                    }
+                    revoked_at.get_or_insert_with(Instant::now);
+                    revoked.push(backend.keys.fenced_replica(id));
+                    fenced.push(id.clone());
                 }
             }
-            log::warn!(
-                "cluster: replica {id} did not acknowledge revision {revision} within {} ms: its lease is revoked, it stops serving",
-                backend.cfg.ack_timeout.as_millis()
-            );
         }
-        // It may have sent a keep-alive just before the revoke: that one's deadline ends
-        // within TTL (minus its margin) of its send time.
-        tokio::time::sleep(backend.cfg.lease_ttl + Duration::from_millis(100)).await;
-        fenced.extend(acks.pending);
+    }
+    if let Some(at) = revoked_at {
+        // Our own revokes: a keep-alive the replica sent just before one gives it at most
+        // `lease_ttl` (minus its margin) from that send; waiting here is a second shorter than
+        // waiting for our markers, whose leases count whole seconds.
+        tokio::time::sleep_until((at + backend.cfg.lease_ttl + Duration::from_millis(100)).into())
+            .await;
+        markers.retain(|m| !revoked.contains(m));
+    }
+    if !markers.is_empty() {
+        wait_markers_gone(backend, &markers)
+            .await
+            .map_err(|e| unconfirmed(revision, &[], e))?;
     }
     Ok(Propagation {
         revision,
-        confirmed: acks.confirmed,
+        confirmed,
         fenced,
     })
 }
 
-fn unconfirmed(revision: u64, e: impl std::fmt::Display) -> StoreError {
+/// What a fresh (linearizable) read says: replica id → (acknowledged revision, lease), and
+/// the fence markers present.
+struct FencingState {
+    replicas: HashMap<String, (u64, i64)>,
+    markers: Vec<String>,
+}
+
+async fn read_fencing_state(
+    client: &mut Client,
+    backend: &EtcdBackend,
+) -> Result<FencingState, StoreError> {
+    let keys = &backend.keys;
+    let txn = Txn::new().and_then([
+        TxnOp::get(keys.replicas(), Some(GetOptions::new().with_prefix())),
+        TxnOp::get(keys.fenced(), Some(GetOptions::new().with_prefix())),
+    ]);
+    let resp = call("read the replicas", client.txn(txn)).await?;
+    let mut state = FencingState {
+        replicas: HashMap::new(),
+        markers: Vec::new(),
+    };
+    for op in resp.op_responses() {
+        if let TxnOpResponse::Get(g) = op {
+            for kv in g.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                if key.starts_with(&keys.fenced()) {
+                    state.markers.push(key);
+                } else if let Some(r) = decode_replica(kv) {
+                    state
+                        .replicas
+                        .insert(r.id, (r.applied_revision, kv.lease()));
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Cuts a silent replica off: first its marker (so every admin knows to wait), then its lease.
+async fn fence(
+    client: &mut Client,
+    backend: &EtcdBackend,
+    id: &str,
+    lease: i64,
+) -> Result<(), StoreError> {
+    // The marker outlives the replica's deadline: that deadline is at most `lease_ttl` after
+    // the send time of its last keep-alive, which precedes the revoke below, which follows
+    // this grant. Leases only ever live longer than their TTL (a leader change extends them).
+    let ttl = backend.cfg.lease_ttl.as_secs() as i64 + 1;
+    let marker_lease = call(
+        "grant a fence marker's lease",
+        client.lease_grant(ttl, None),
+    )
+    .await?
+    .id();
+    call(
+        "mark a replica fenced",
+        client.put(
+            backend.keys.fenced_replica(id),
+            "fenced",
+            Some(PutOptions::new().with_lease(marker_lease)),
+        ),
+    )
+    .await?;
+    match call(
+        "revoke a silent replica's lease",
+        client.lease_revoke(lease),
+    )
+    .await
+    {
+        Ok(_) => {}
+        // Already gone (expired meanwhile): as good as revoked.
+        Err(e) if e.to_string().contains("not found") => {}
+        Err(e) => return Err(e),
+    }
+    log::warn!(
+        "cluster: replica {id} did not acknowledge within {} ms: its lease is revoked, it stops serving",
+        backend.cfg.ack_timeout.as_millis()
+    );
+    Ok(())
+}
+
+/// Polls until none of `markers` exists any more (their leases expired), bounded: leases can
+/// outlive their TTL by an election or two, not by minutes.
+async fn wait_markers_gone(backend: &EtcdBackend, markers: &[String]) -> Result<(), StoreError> {
+    let limit = (backend.cfg.lease_ttl + Duration::from_secs(1)) * 3 + Duration::from_secs(2);
+    let deadline = Instant::now() + limit;
+    let mut client = backend.conn.client().await?;
+    loop {
+        let mut left = 0;
+        for key in markers {
+            let got = call("wait for a fenced replica", client.get(key.as_str(), None)).await?;
+            left += got.kvs().len();
+        }
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "{left} fence marker(s) still present after {} s",
+                limit.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn unconfirmed(revision: u64, silent: &[&String], e: impl std::fmt::Display) -> StoreError {
+    let who = silent
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     StoreError::Unconfirmed {
         revision,
-        reason: e.to_string(),
+        reason: if who.is_empty() {
+            format!("{e}")
+        } else {
+            format!("{e}; replicas {who} did not confirm and could not be fenced: they may serve the previous state until they catch up")
+        },
     }
 }
 

@@ -43,7 +43,11 @@ impl Connections {
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_require_leader(true);
         if let Some((user, pass)) = &cfg.credentials {
-            options = options.with_user(user.clone(), pass.expose().to_string());
+            // etcd's simple auth tokens expire (5 min by default) however busy the client is;
+            // without the refresh every call after that fails.
+            options = options
+                .with_user(user.clone(), pass.expose().to_string())
+                .with_auto_token_refresh(true);
         }
         if let Some(tls) = &cfg.tls {
             options = options.with_tls(tls_options(tls));
@@ -68,12 +72,20 @@ impl Connections {
         for i in 0..n {
             let at = (start + i) % n;
             let endpoint = &self.inner.endpoints[at];
-            let connecting = Client::connect([endpoint], Some(self.inner.options.clone()));
-            match tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting).await {
-                Ok(Ok(client)) => {
+            // `Client::connect` is lazy (no I/O without credentials): a status call proves the
+            // member answers and has a leader before anyone relies on this client.
+            let probe = async {
+                let mut client =
+                    Client::connect([endpoint], Some(self.inner.options.clone())).await?;
+                let status = client.status().await?;
+                Ok::<_, etcd_client::Error>((client, status.leader()))
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT * 2, probe).await {
+                Ok(Ok((client, leader))) if leader != 0 => {
                     self.inner.next.store(at, Ordering::Relaxed);
                     return Ok(client);
                 }
+                Ok(Ok(_)) => last = format!("{endpoint}: the member has no leader"),
                 Ok(Err(e)) => last = format!("{endpoint}: {e}"),
                 Err(_) => last = format!("{endpoint}: no answer"),
             }

@@ -1,9 +1,15 @@
-//! The replicas' acknowledgements, as the admin side waits for them.
+//! The replicas' acknowledgements, as the admin side waits for them: the fast path of
+//! `commit::propagate`.
 //!
 //! One watch on `P/replicas/` stays open for the life of the process. It must exist *before*
 //! a commit: a watch created afterwards starts in the past, joins etcd's "unsynced" group and
 //! sees the acknowledgements up to 100 ms late (measured: p50 90 ms against 2.4 ms;
 //! docs/cluster.md#measurements).
+//!
+//! The table only ever *confirms*: an acknowledgement of revision ≥ C means that replica
+//! applied C, however late the watch is. Whether a silent replica is gone or still serving is
+//! decided from a fresh read of `P/replicas/` by the caller, never from this table, which may
+//! lag behind the commit.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,33 +20,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::conn::Connections;
-use super::{call, decode_replica, Keys};
-
-/// What the watch knows of one replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Member {
-    /// Registered; the revision it acknowledged last.
-    Applied(u64),
-    /// Its key was deleted: its lease expired or was revoked, so it no longer serves.
-    Gone,
-}
+use super::{call, decode_replica, Keys, PROGRESS_EVERY, STALL};
+use crate::guards::now_ns;
 
 /// The acknowledgement table and a version bumped on every change to it.
 pub(crate) struct Members {
     keys: Keys,
-    table: Mutex<HashMap<String, Member>>,
-    /// Bumped on every change; false while the watch is down.
+    /// Replica id → the highest revision it acknowledged.
+    table: Mutex<HashMap<String, u64>>,
+    /// Bumped on every change; the flag is false while the watch is down.
     changed: watch::Sender<(u64, bool)>,
-}
-
-/// Where each listed replica stands after waiting.
-pub(crate) struct Acks {
-    /// Applied the revision.
-    pub confirmed: Vec<String>,
-    /// Gone (its lease ended): it serves nothing.
-    pub gone: Vec<String>,
-    /// Neither within the time.
-    pub pending: Vec<String>,
 }
 
 impl Members {
@@ -52,7 +41,8 @@ impl Members {
         }
     }
 
-    /// Whether the watch is open (a commit waits for it a little before giving up).
+    /// Whether the watch is open, waiting for it at most `within` (a commit gives up rather
+    /// than commit a change nobody could confirm).
     pub(crate) async fn ready(&self, within: Duration) -> bool {
         let mut rx = self.changed.subscribe();
         let deadline = Instant::now() + within;
@@ -69,40 +59,37 @@ impl Members {
         }
     }
 
-    /// Waits until each of `ids` acknowledged `revision` or is gone, at most `within`.
-    pub(crate) async fn wait(&self, ids: &[String], revision: u64, within: Duration) -> Acks {
+    /// Waits until each of `ids` acknowledged `revision`, at most `within`; returns those that
+    /// did.
+    pub(crate) async fn confirmed(
+        &self,
+        ids: &[String],
+        revision: u64,
+        within: Duration,
+    ) -> Vec<String> {
         let mut rx = self.changed.subscribe();
         let deadline = Instant::now() + within;
         loop {
             rx.borrow_and_update();
-            let acks = self.classify(ids, revision);
-            if acks.pending.is_empty() {
-                return acks;
+            let done = self.acked(ids, revision);
+            if done.len() == ids.len() {
+                return done;
             }
             if tokio::time::timeout_at(deadline, rx.changed())
                 .await
                 .is_err()
             {
-                return self.classify(ids, revision);
+                return self.acked(ids, revision);
             }
         }
     }
 
-    fn classify(&self, ids: &[String], revision: u64) -> Acks {
+    fn acked(&self, ids: &[String], revision: u64) -> Vec<String> {
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        let mut acks = Acks {
-            confirmed: Vec::new(),
-            gone: Vec::new(),
-            pending: Vec::new(),
-        };
-        for id in ids {
-            match table.get(id) {
-                Some(Member::Applied(r)) if *r >= revision => acks.confirmed.push(id.clone()),
-                Some(Member::Gone) => acks.gone.push(id.clone()),
-                _ => acks.pending.push(id.clone()),
-            }
-        }
-        acks
+        ids.iter()
+            .filter(|id| table.get(*id).is_some_and(|r| *r >= revision))
+            .cloned()
+            .collect()
     }
 
     fn bump(&self, open: bool) {
@@ -134,18 +121,20 @@ impl Members {
         .map_err(|e| e.to_string())?;
         let start = got.header().map_or(0, |h| h.revision());
         {
+            // Rebuilt from the read: after a reconnect (or an etcd restored from a backup, whose
+            // revisions start lower) nothing from before counts.
             let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            // Keep tombstones: a replica known gone stays gone.
-            table.retain(|_, m| *m == Member::Gone);
+            table.clear();
             for kv in got.kvs() {
                 if let Some(r) = decode_replica(kv) {
-                    table.insert(r.id, Member::Applied(r.applied_revision));
+                    table.insert(r.id, r.applied_revision);
                 }
             }
         }
         let opts = WatchOptions::new()
             .with_prefix()
-            .with_start_revision(start + 1);
+            .with_start_revision(start + 1)
+            .with_progress_notify();
         let mut stream = call(
             "watch the replicas",
             client.watch(self.keys.replicas(), Some(opts)),
@@ -154,12 +143,29 @@ impl Members {
         .map_err(|e| e.to_string())?;
         let prefix = self.keys.replicas();
         self.bump(true);
+        // Between admin calls this stream can be idle for days: progress requests keep it
+        // proven alive (a connection silently dropped by a middlebox would otherwise leave
+        // every later commit waiting for acknowledgements that never come).
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        let mut last_heard = now_ns();
         loop {
-            let msg = match stream.message().await {
+            let msg = tokio::select! {
+                biased;
+                msg = stream.message() => msg,
+                _ = progress.tick() => {
+                    if now_ns().saturating_sub(last_heard) > STALL.as_nanos() as u64 {
+                        return Err(format!("stalled (nothing for {} ms)", STALL.as_millis()));
+                    }
+                    stream.request_progress().await.map_err(|e| format!("progress: {e}"))?;
+                    continue;
+                }
+            };
+            let msg = match msg {
                 Ok(Some(m)) => m,
                 Ok(None) => return Err("the watch stream ended".into()),
                 Err(e) => return Err(e.to_string()),
             };
+            last_heard = now_ns();
             if msg.canceled() {
                 return Err(format!("the watch was cancelled: {}", msg.cancel_reason()));
             }
@@ -177,11 +183,11 @@ impl Members {
                     match ev.event_type() {
                         EventType::Put => {
                             if let Some(r) = decode_replica(kv) {
-                                table.insert(r.id, Member::Applied(r.applied_revision));
+                                table.insert(r.id, r.applied_revision);
                             }
                         }
                         EventType::Delete => {
-                            table.insert(id.to_string(), Member::Gone);
+                            table.remove(id);
                         }
                     }
                 }

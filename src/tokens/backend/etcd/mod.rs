@@ -9,6 +9,7 @@
 //!   its lease;
 //! - `P/audit/<time>-<replica>`: the audit events of token changes, written in the change's
 //!   own transaction;
+//! - `P/fenced/<replica>`: a replica an admin cut off, present until its deadline has passed;
 //! - `P/used/<id>`: the latest last-use time any replica recorded.
 //!
 //! `replica` follows the state (lease, registration with the snapshot in one transaction,
@@ -33,6 +34,11 @@ use crate::audit::AuditEvent;
 use crate::config::EtcdConfig;
 use crate::tokens::{StoreError, TokenRecord, TokenStore};
 pub use import::import;
+
+/// Watch progress is requested this often; silence for [`STALL`] means the watch is stalled.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// No message (event or progress) within this: the watch is stalled.
+const STALL: Duration = Duration::from_millis(3000);
 
 /// Every unary call to etcd gives up after this (the crate has no per-call deadline of its
 /// own that does not also cut watch streams).
@@ -73,6 +79,15 @@ impl Keys {
     fn audit_event(&self, time: DateTime<Utc>, replica: &str) -> String {
         let ns = time.timestamp_nanos_opt().unwrap_or_default().max(0);
         format!("{}/audit/{ns:020}-{replica}", self.prefix)
+    }
+    /// `P/fenced/<replica>`: written (under a lease of its own that nobody renews) before a
+    /// silent replica's lease is revoked, so that every admin — not only the one that fenced
+    /// it — waits until that replica's own deadline has passed.
+    fn fenced(&self) -> String {
+        format!("{}/fenced/", self.prefix)
+    }
+    fn fenced_replica(&self, id: &str) -> String {
+        format!("{}/fenced/{id}", self.prefix)
     }
     fn used(&self) -> String {
         format!("{}/used/", self.prefix)
@@ -145,6 +160,8 @@ pub struct EtcdBackend {
     members: Arc<members::Members>,
     /// The lease of the current registration (0: none), revoked when the process leaves.
     lease: std::sync::atomic::AtomicI64,
+    /// Set at shutdown: the replica loop does not register again.
+    leaving: std::sync::atomic::AtomicBool,
     /// Last-use times this replica last wrote, so a flush writes only what moved.
     flushed: std::sync::Mutex<crate::tokens::FastMap<String, DateTime<Utc>>>,
 }
@@ -155,10 +172,12 @@ impl EtcdBackend {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
+        // Unique per process, also where every container's pid is 1: one replica's
+        // acknowledgement must never count as another's.
         let replica_id = format!(
-            "{host}-{}-{:04x}",
+            "{host}-{}-{:012x}",
             std::process::id(),
-            rand::random::<u16>()
+            rand::random::<u64>() & 0xffff_ffff_ffff
         );
         let keys = Keys::new(&cfg.prefix);
         let conn = conn::Connections::new(&cfg);
@@ -173,6 +192,7 @@ impl EtcdBackend {
             conn,
             members,
             lease: std::sync::atomic::AtomicI64::new(0),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             flushed: std::sync::Mutex::new(Default::default()),
         }
     }
@@ -219,7 +239,7 @@ impl Backend for EtcdBackend {
             client.get(self.keys.used(), Some(GetOptions::new().with_prefix())),
         )
         .await;
-        let Ok(got) = got else {
+        let Ok(got) = self.on_failure_move_on(got).await else {
             return Vec::new();
         };
         let prefix = self.keys.used();
@@ -235,6 +255,8 @@ impl Backend for EtcdBackend {
     }
 
     async fn leave(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Release);
         let lease = self.lease.swap(0, std::sync::atomic::Ordering::AcqRel);
         if lease == 0 {
             return;
@@ -253,32 +275,41 @@ impl Backend for EtcdBackend {
         &self,
         since: Option<DateTime<Utc>>,
     ) -> Option<Result<Vec<AuditEvent>, StoreError>> {
-        Some(self.read_audit(since).await)
+        Some(self.on_failure_move_on(self.read_audit(since).await).await)
     }
 
     async fn cluster(&self, store: &TokenStore) -> Option<Result<ClusterStatus, StoreError>> {
-        Some(self.read_cluster(store).await)
+        Some(
+            self.on_failure_move_on(self.read_cluster(store).await)
+                .await,
+        )
     }
 }
 
 impl EtcdBackend {
+    /// A failed call on the shared client moves it to the next endpoint.
+    async fn on_failure_move_on<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if r.is_err() {
+            self.conn.failed().await;
+        }
+        r
+    }
+
     async fn read_audit(
         &self,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut client = self.conn.client().await?;
-        let mut opts = GetOptions::new().with_prefix();
-        if let Some(t) = since {
-            // Keys sort by time: start the range at `since` instead of reading everything.
-            let from = self.keys.audit_event(t, "");
-            let end = format!("{}0", self.keys.audit().trim_end_matches('/'));
-            opts = GetOptions::new().with_range(end);
-            let got = call("read the audit trail", client.get(from, Some(opts))).await?;
-            return Ok(events_of(got.kvs(), since));
-        }
+        let client = self.conn.client().await?;
+        let mut kv = client.kv_client().max_decoding_message_size(1 << 30);
+        // Keys sort by time: with `since`, the range starts there instead of at the beginning.
+        let from = match since {
+            Some(t) => self.keys.audit_event(t, ""),
+            None => self.keys.audit(),
+        };
+        let end = format!("{}0", self.keys.audit().trim_end_matches('/'));
         let got = call(
             "read the audit trail",
-            client.get(self.keys.audit(), Some(opts)),
+            kv.get(from, Some(GetOptions::new().with_range(end))),
         )
         .await?;
         Ok(events_of(got.kvs(), since))

@@ -19,25 +19,32 @@ use std::time::Duration;
 use etcd_client::{
     Client, EventType, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
-use super::{call, decode_record, decode_time, EtcdBackend};
+use super::{call, decode_record, decode_time, EtcdBackend, PROGRESS_EVERY, STALL};
 use crate::guards::now_ns;
 use crate::tokens::backend::ReplicaInfo;
+use crate::tokens::fence::clock_ns;
 use crate::tokens::{file, TokenRecord, TokenSet, TokenStore};
 
-/// Watch progress is requested this often; silence for [`STALL`] means the watch is stalled.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// No message (event or progress) within this: the watch is stalled, fence and resync.
-const STALL: Duration = Duration::from_millis(3000);
+/// The largest snapshot or watch message accepted from etcd.
+const MAX_MESSAGE: usize = 1 << 30;
 
-/// Runs for the life of the process.
+/// Runs for the life of the process (until the process leaves the cluster at shutdown).
 pub(super) async fn run(backend: Arc<EtcdBackend>, store: Arc<TokenStore>) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(100);
     let mut backoff = FIRST_BACKOFF;
     loop {
+        if backend.leaving.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let attempt = std::time::Instant::now();
         let result = follow_once(&backend, &store).await;
+        if backend.leaving.load(std::sync::atomic::Ordering::Acquire) {
+            store.fence().set_following(false);
+            return;
+        }
         if attempt.elapsed() > Duration::from_secs(10) {
             // It served for a while: this failure is a new one, retry at once.
             backoff = FIRST_BACKOFF;
@@ -74,10 +81,13 @@ async fn follow_once(backend: &EtcdBackend, store: &Arc<TokenStore>) -> Result<(
 
     // 1. The lease, and its keep-alive task.
     let ttl = cfg.lease_ttl.as_secs() as i64;
+    let sent = clock_ns();
     let granted = call("grant a lease", client.lease_grant(ttl, None))
         .await
         .map_err(|e| e.to_string())?;
     let lease = granted.id();
+    // The grant is the lease's first proof of life.
+    store.fence().extend_until(sent + valid_for(cfg.lease_ttl));
     backend
         .lease
         .store(lease, std::sync::atomic::Ordering::Release);
@@ -107,7 +117,10 @@ async fn follow_once(backend: &EtcdBackend, store: &Arc<TokenStore>) -> Result<(
         TxnOp::get(keys.tokens(), Some(GetOptions::new().with_prefix())),
         TxnOp::get(keys.used(), Some(GetOptions::new().with_prefix())),
     ]);
-    let resp = call("register and read the tokens", client.txn(txn))
+    // The snapshot is one gRPC message: a million records are ~350 MB, far above tonic's
+    // 4 MiB default.
+    let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
+    let resp = call("register and read the tokens", kv.txn(txn))
         .await
         .map_err(|e| e.to_string())?;
     let snapshot_rev = resp.header().map_or(0, |h| h.revision()) as u64;
@@ -141,7 +154,7 @@ async fn follow_once(backend: &EtcdBackend, store: &Arc<TokenStore>) -> Result<(
     }
 
     // 3. Publish, acknowledge.
-    publish(backend, store, &records, snapshot_rev)?;
+    store.publish_snapshot(build(&records)?, snapshot_rev);
     store.fence().set_following(true);
     info.applied_revision = snapshot_rev;
     info.serving = true;
@@ -157,48 +170,36 @@ async fn follow_once(backend: &EtcdBackend, store: &Arc<TokenStore>) -> Result<(
         .with_prefix()
         .with_start_revision(snapshot_rev as i64 + 1)
         .with_progress_notify();
-    let mut stream = call("watch the tokens", client.watch(keys.tokens(), Some(opts)))
+    let mut watcher = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+    let mut stream = call("watch the tokens", watcher.watch(keys.tokens(), Some(opts)))
         .await
         .map_err(|e| e.to_string())?;
     let prefix = keys.tokens();
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
     let mut last_heard = now_ns();
     loop {
+        // Biased: messages already received are handled before a timer may call the watch
+        // stalled (after a pause, the buffered ones prove it was not).
         tokio::select! {
+            biased;
             msg = stream.message() => {
-                let msg = match msg {
-                    Ok(Some(m)) => m,
-                    Ok(None) => return Err("the watch stream ended".into()),
-                    Err(e) => return Err(format!("watch: {e}")),
-                };
                 last_heard = now_ns();
-                if msg.canceled() {
-                    return Err(match msg.compact_revision() {
-                        0 => format!("the watch was cancelled: {}", msg.cancel_reason()),
-                        c => format!("the watch start was compacted (compact revision {c})"),
-                    });
-                }
-                if msg.events().is_empty() {
-                    continue;
-                }
                 let mut highest = info.applied_revision;
-                for ev in msg.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    highest = highest.max(kv.mod_revision() as u64);
-                    let key = String::from_utf8_lossy(kv.key());
-                    let Some(id) = key.strip_prefix(prefix.as_str()) else { continue };
-                    match ev.event_type() {
-                        EventType::Put => {
-                            let mut r = decode_record(kv)?;
-                            r.last_used_at = records.get(id).and_then(|old| old.last_used_at);
-                            records.insert(id.to_string(), r);
-                        }
-                        EventType::Delete => {
-                            records.remove(id);
-                        }
+                let mut changed = apply(msg, &prefix, &mut records, &mut highest)?;
+                // Everything already buffered (a catch-up after a pause) is applied before the
+                // set is rebuilt once, not once per message.
+                for _ in 0..MAX_BATCH {
+                    match stream.message().now_or_never() {
+                        Some(msg) => changed |= apply(msg, &prefix, &mut records, &mut highest)?,
+                        None => break,
                     }
                 }
-                publish(backend, store, &records, highest)?;
+                if !changed {
+                    continue;
+                }
+                if !store.publish_at(build(&records)?, highest) {
+                    return Err(format!("etcd's revision went backwards (to {highest}): resynchronising from a snapshot"));
+                }
                 info.applied_revision = highest;
                 ack(&mut client, backend, &info, lease).await?;
             }
@@ -215,8 +216,59 @@ async fn follow_once(backend: &EtcdBackend, store: &Arc<TokenStore>) -> Result<(
     }
 }
 
+/// Watch responses applied before one rebuild, at most.
+const MAX_BATCH: usize = 10_000;
+
+/// Applies one watch response to `records`; `Ok(true)` when it held events. A cancelled watch
+/// (a compaction removed its start revision, or etcd dropped it) ends the attempt.
+fn apply(
+    msg: Result<Option<etcd_client::WatchResponse>, etcd_client::Error>,
+    prefix: &str,
+    records: &mut HashMap<String, TokenRecord>,
+    highest: &mut u64,
+) -> Result<bool, String> {
+    let msg = match msg {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err("the watch stream ended".into()),
+        Err(e) => return Err(format!("watch: {e}")),
+    };
+    if msg.canceled() {
+        return Err(match msg.compact_revision() {
+            0 => format!("the watch was cancelled: {}", msg.cancel_reason()),
+            c => format!("the watch start was compacted (compact revision {c})"),
+        });
+    }
+    for ev in msg.events() {
+        let Some(kv) = ev.kv() else { continue };
+        // Events are atomic per revision and ordered (no fragmenting asked for): the highest
+        // revision seen is applied whole.
+        *highest = (*highest).max(kv.mod_revision() as u64);
+        let key = String::from_utf8_lossy(kv.key());
+        let Some(id) = key.strip_prefix(prefix) else {
+            continue;
+        };
+        match ev.event_type() {
+            EventType::Put => {
+                let mut r = decode_record(kv)?;
+                r.last_used_at = records.get(id).and_then(|old| old.last_used_at);
+                records.insert(id.to_string(), r);
+            }
+            EventType::Delete => {
+                records.remove(id);
+            }
+        }
+    }
+    Ok(!msg.events().is_empty())
+}
+
 /// Keeps the lease alive at a third of its TTL; after each answer with a live lease the fence
-/// deadline becomes send time + TTL − margin. Reports why it stopped through `lost`.
+/// deadline becomes send time + TTL − margin. An answer may take as long as the current
+/// deadline allows (a slow answer is not a failure while the lease is provably alive). Reports
+/// why it stopped through `lost`.
+///
+/// Invariant the fence relies on: every deadline this task sets comes from a keep-alive sent
+/// before any later revoke of this lease, so even an extension that lands after the replica
+/// loop moved on (an aborted task finishing its last step) is a true bound.
 async fn keep_alive(
     mut client: Client,
     lease: i64,
@@ -224,31 +276,27 @@ async fn keep_alive(
     store: Arc<TokenStore>,
     lost: mpsc::Sender<String>,
 ) {
-    // A lease lives at least TTL after the keep-alive etcd processed, which is after we sent
-    // it; the margin covers clock-rate differences between this host and etcd's leader.
-    let margin = (ttl / 10).max(Duration::from_millis(100));
-    let valid_for = ttl.saturating_sub(margin).as_nanos() as u64;
+    let valid_for = valid_for(ttl);
     let every = ttl / 3;
     let reason = async {
-        // The grant itself counts as the first keep-alive: its send time is before now.
         let (mut keeper, mut answers) =
             match call("keep the lease alive", client.lease_keep_alive(lease)).await {
                 Ok(k) => k,
                 Err(e) => return e.to_string(),
             };
         loop {
-            let sent = now_ns();
+            let sent = clock_ns();
             if let Err(e) = keeper.keep_alive().await {
                 return format!("lease keep-alive: {e}");
             }
-            match tokio::time::timeout(every.max(Duration::from_millis(500)), answers.message())
-                .await
-            {
+            let left = store.fence().until().saturating_sub(clock_ns());
+            let wait = Duration::from_nanos(left).max(Duration::from_millis(200));
+            match tokio::time::timeout(wait, answers.message()).await {
                 Ok(Ok(Some(r))) if r.ttl() > 0 => store.fence().extend_until(sent + valid_for),
                 Ok(Ok(Some(_))) => return "the lease expired or was revoked".into(),
                 Ok(Ok(None)) => return "the lease keep-alive stream ended".into(),
                 Ok(Err(e)) => return format!("lease keep-alive: {e}"),
-                Err(_) => return "no keep-alive answer in time".into(),
+                Err(_) => return "no keep-alive answer before the lease deadline".into(),
             }
             tokio::time::sleep(every).await;
         }
@@ -257,24 +305,28 @@ async fn keep_alive(
     let _ = lost.send(reason).await;
 }
 
-/// Builds and publishes the set at `revision`; a record that breaks the file's rules (a hand
-/// write into etcd) stops serving rather than serve a set nobody intended.
-fn publish(
-    backend: &EtcdBackend,
-    store: &TokenStore,
-    records: &HashMap<String, TokenRecord>,
-    revision: u64,
-) -> Result<(), String> {
+/// How long after a keep-alive's send time the lease is certainly alive: a lease lives at
+/// least TTL after the keep-alive etcd processed, which is after we sent it; the margin covers
+/// clock-rate differences between this host and etcd's leader.
+fn valid_for(ttl: Duration) -> u64 {
+    let margin = (ttl / 10).max(Duration::from_millis(100));
+    ttl.saturating_sub(margin).as_nanos() as u64
+}
+
+/// Builds the set. A record that breaks the token file's rules (a hand write into etcd)
+/// stops serving rather than serve a set nobody intended. `max_per_idp` is checked when a
+/// change is written, not here: replicas configured with different limits must still agree
+/// on what etcd holds.
+fn build(records: &HashMap<String, TokenRecord>) -> Result<TokenSet, String> {
     let mut list: Vec<TokenRecord> = records.values().cloned().collect();
     list.sort_by(|a, b| {
         a.created_at
             .cmp(&b.created_at)
             .then_with(|| a.id.cmp(&b.id))
     });
-    file::validate(&list, backend.max_per_idp)
+    file::validate(&list, usize::MAX)
         .map_err(|e| format!("the token state in etcd is invalid: {e}"))?;
-    store.publish_at(TokenSet::build(&list), revision);
-    Ok(())
+    Ok(TokenSet::build(&list))
 }
 
 /// Acknowledges `info.applied_revision` under the lease (a revoked lease fails the put, and
