@@ -44,6 +44,23 @@ impl Etcd {
             which("etcd"),
             "etcd is not installed: scripts/ensure-deps.sh installs Debian's etcd-server"
         );
+        // Ports "free a moment ago" may be taken before etcd binds them (another test's client
+        // socket): a member that exits at once gets new ports, up to three times.
+        for attempt in 0.. {
+            let mut etcd = Etcd::configure(n);
+            for i in 0..n {
+                etcd.spawn(i);
+            }
+            match etcd.try_wait_ready() {
+                Ok(()) => return etcd,
+                Err(e) if attempt < 3 => eprintln!("etcd did not start ({e}), new ports"),
+                Err(e) => panic!("etcd did not start: {e}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn configure(n: usize) -> Etcd {
         let unique = format!(
             "scim-gate-etcd-{}-{:08x}",
             std::process::id(),
@@ -63,15 +80,10 @@ impl Etcd {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
-        let mut etcd = Etcd {
+        Etcd {
             members,
             initial_cluster,
-        };
-        for i in 0..n {
-            etcd.spawn(i);
         }
-        etcd.wait_ready();
-        etcd
     }
 
     fn spawn(&mut self, i: usize) {
@@ -101,18 +113,30 @@ impl Etcd {
     }
 
     /// Waits until every running member answers a status call (the cluster has a leader).
-    pub fn wait_ready(&self) {
+    pub fn wait_ready(&mut self) {
+        if let Err(e) = self.try_wait_ready() {
+            panic!("etcd did not start: {e}");
+        }
+    }
+
+    fn try_wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for m in self.members.iter().filter(|m| m.child.is_some()) {
+        for m in self.members.iter_mut().filter(|m| m.child.is_some()) {
             let url = format!("http://127.0.0.1:{}", m.client_port);
             loop {
                 if status(&url).is_some_and(|(_, leader)| leader != 0) {
                     break;
                 }
-                assert!(Instant::now() < deadline, "etcd {} did not start", m.name);
+                if let Some(Ok(Some(code))) = m.child.as_mut().map(|c| c.try_wait()) {
+                    return Err(format!("member {} exited ({code})", m.name));
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!("member {} did not answer within 20 s", m.name));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        Ok(())
     }
 
     /// The client URLs of all members.
