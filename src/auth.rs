@@ -156,23 +156,10 @@ fn is_b64token(t: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{Idp, Status, TokenRecord};
+    use crate::tokens::{test_record, Idp};
 
     fn store(token: &str) -> TokenStore {
-        let r = TokenRecord {
-            id: "tok_1".into(),
-            tenant: "acme".into(),
-            idp: Idp::Okta,
-            status: Status::Active,
-            sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
-            domains: vec![],
-            networks: vec![],
-            created_at: chrono::Utc::now(),
-            refreshed_at: None,
-            expires_at: None,
-            last_used_at: None,
-            access: Vec::new(),
-        };
+        let r = test_record("tok_1", "acme", Idp::Okta, token);
         TokenStore::from_records(vec![r], 2).expect("valid")
     }
 

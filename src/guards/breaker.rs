@@ -223,24 +223,11 @@ impl Breakers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::{TokenRecord, TokenSet};
+    use crate::tokens::TokenSet;
     use std::time::Duration;
 
     fn token() -> TokenInfo {
-        let r = TokenRecord {
-            id: "tok_b".into(),
-            tenant: "acme".into(),
-            idp: crate::tokens::Idp::Entra,
-            status: crate::tokens::Status::Active,
-            sha256: crate::tokens::secret::to_hex(&crate::tokens::secret::sha256(b"s")),
-            domains: vec![],
-            networks: vec![],
-            created_at: Utc::now(),
-            refreshed_at: None,
-            expires_at: None,
-            last_used_at: None,
-            access: Vec::new(),
-        };
+        let r = crate::tokens::test_record("tok_b", "acme", crate::tokens::Idp::Entra, "s");
         let set = Arc::new(TokenSet::build(&[r]));
         match set.lookup(b"s", 0) {
             crate::tokens::Lookup::Valid(t) => t,

@@ -639,6 +639,25 @@ fn diff(old: &TokenSet, new: &[TokenRecord]) -> serde_json::Value {
     v
 }
 
+/// An active record for `token` (tests across the crate).
+#[cfg(test)]
+pub(crate) fn test_record(id: &str, tenant: &str, idp: Idp, token: &str) -> TokenRecord {
+    TokenRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        idp,
+        status: Status::Active,
+        sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
+        domains: vec![],
+        networks: vec![],
+        created_at: Utc::now(),
+        refreshed_at: None,
+        expires_at: None,
+        last_used_at: None,
+        access: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,22 +689,7 @@ mod tests {
         (Arc::new(store), backend)
     }
 
-    fn record(id: &str, tenant: &str, idp: Idp, token: &str) -> TokenRecord {
-        TokenRecord {
-            id: id.into(),
-            tenant: tenant.into(),
-            idp,
-            status: Status::Active,
-            sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
-            domains: vec![],
-            networks: vec![],
-            created_at: Utc::now(),
-            refreshed_at: None,
-            expires_at: None,
-            last_used_at: None,
-            access: Vec::new(),
-        }
-    }
+    use super::test_record as record;
 
     #[test]
     fn lookup_tells_valid_unknown_inactive_and_expired_apart() {

@@ -95,6 +95,19 @@ impl Cluster {
         GateProc::start_in(dir, self.opts(endpoints))
     }
 
+    /// Adds a replica that reaches etcd only through a [`Partition`] the test can freeze.
+    fn add_partitioned_replica(&mut self) -> Partition {
+        let addr = self.etcd.endpoints()[0]
+            .trim_start_matches("http://")
+            .parse()
+            .expect("addr");
+        let cut = Partition::start(addr);
+        let r = self.spawn_replica(vec![cut.url()]);
+        wait_serving(&r);
+        self.replicas.push(r);
+        cut
+    }
+
     /// Creates a token on replica `on`; (id, secret).
     fn create(&self, on: usize) -> (String, String) {
         let r =
@@ -467,10 +480,7 @@ fn a_watch_cancelled_by_a_compaction_makes_the_replica_resynchronise() {
     let _serial = serial();
     // A long lease: the partition below must outlast nothing but the watch's buffers.
     let mut c = Cluster::build(Etcd::single(), 1, Duration::from_secs(10), PATIENT_ACK);
-    let cut = Partition::start(etcd_addr(&c.etcd));
-    let r = c.spawn_replica(vec![cut.url()]);
-    wait_serving(&r);
-    c.replicas.push(r);
+    let cut = c.add_partitioned_replica();
     let (_, secret) = c.create(0);
     // Cut replica 1 off; write far more into P/tokens/ than its watch's buffers hold (etcd moves
     // the watcher to its unsynced group), then compact past what it has seen.
@@ -525,10 +535,7 @@ fn a_watch_cancelled_by_a_compaction_makes_the_replica_resynchronise() {
 fn concurrent_admin_calls_wait_for_a_replica_another_call_fenced() {
     let _serial = serial();
     let mut c = Cluster::build(Etcd::single(), 1, Duration::from_secs(3), ACK_TIMEOUT);
-    let cut = Partition::start(etcd_addr(&c.etcd));
-    let r = c.spawn_replica(vec![cut.url()]);
-    wait_serving(&r);
-    c.replicas.push(r);
+    let cut = c.add_partitioned_replica();
     let (one, _) = c.create(0);
     let (two, secret_two) = c.create(0);
     assert!(eventually(Duration::from_secs(5), || status(
@@ -596,14 +603,6 @@ fn an_etcd_wiped_and_started_afresh_never_leaves_an_old_secret_in_force() {
             g.log()
         );
     }
-}
-
-/// The address of a single etcd's client port.
-fn etcd_addr(etcd: &Etcd) -> std::net::SocketAddr {
-    etcd.endpoints()[0]
-        .trim_start_matches("http://")
-        .parse()
-        .expect("addr")
 }
 
 #[test]

@@ -286,30 +286,11 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::file::{Idp, Status};
-    use crate::tokens::secret;
-    use chrono::Utc;
-
-    fn record(id: &str, token: &str) -> TokenRecord {
-        TokenRecord {
-            id: id.into(),
-            tenant: "acme".into(),
-            idp: Idp::Okta,
-            status: Status::Active,
-            sha256: secret::to_hex(&secret::sha256(token.as_bytes())),
-            domains: vec![],
-            networks: vec![],
-            created_at: Utc::now(),
-            refreshed_at: None,
-            expires_at: None,
-            last_used_at: None,
-            access: Vec::new(),
-        }
-    }
+    use crate::tokens::{test_record, Idp};
 
     #[test]
     fn the_file_fingerprint_sees_every_one_byte_edit() {
-        let base = file::render(&[record("tok_a", "a")]);
+        let base = file::render(&[test_record("tok_a", "acme", Idp::Okta, "a")]);
         let f = fingerprint(&base);
         for i in 0..base.len() {
             let mut edited = base.clone();
