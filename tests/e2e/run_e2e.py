@@ -487,8 +487,10 @@ E2E_POLICY = {
 
 
 def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, token: str, token_id: str,
-                     policy: dict | None = E2E_POLICY) -> None:
-    """Token file + config. ``policy=None`` leaves the ``policy`` key out: the defaults of docs/configuration.md#policy."""
+                     policy: dict | None = E2E_POLICY, etcd: dict | None = None) -> None:
+    """Token file + config. ``policy=None`` leaves the ``policy`` key out: the defaults of docs/configuration.md#policy.
+    ``etcd`` (the ``etcd:`` section) puts the token state on etcd (docs/cluster.md); the token file
+    is then what ``scim-gate tokens import`` copies there."""
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     (d / "tokens.yaml").write_text(
         "tokens:\n"
@@ -524,12 +526,16 @@ def write_gate_files(d: Path, upstream: Upstream, port: int, metrics_port: int, 
     }
     if policy is not None:
         config["policy"] = policy
+    if etcd is not None:
+        config["tokens"] = {"backend": "etcd", "max_per_idp": 2}
+        config["etcd"] = etcd
     (d / "config.yaml").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def start_gate(workdir: Path, upstream: Upstream, name: str = "gate",
-               policy: dict | None = E2E_POLICY) -> Gate:
-    """The real gate binary in ``workdir/name`` in front of ``upstream``, with one valid token."""
+               policy: dict | None = E2E_POLICY, etcd: dict | None = None) -> Gate:
+    """The real gate binary in ``workdir/name`` in front of ``upstream``, with one valid token
+    (with ``etcd``: in cluster mode, the token imported into etcd first)."""
     if not GATE_BIN.is_file() or not os.access(GATE_BIN, os.X_OK):
         pytest.fail(f"gate binary {GATE_BIN} is missing (build it with `cargo build`, or set SCIM_GATE_BIN)")
     d = workdir / name
@@ -537,7 +543,12 @@ def start_gate(workdir: Path, upstream: Upstream, name: str = "gate",
     port, metrics_port = free_port(), free_port()
     token = make_token()
     token_id = "tok_" + secrets.token_hex(4)
-    write_gate_files(d, upstream, port, metrics_port, token, token_id, policy=policy)
+    write_gate_files(d, upstream, port, metrics_port, token, token_id, policy=policy, etcd=etcd)
+    if etcd is not None:
+        subprocess.run([str(GATE_BIN), "tokens", "import", "--from", str(d / "tokens.yaml"),
+                        "-c", str(d / "config.yaml")],
+                       check=True, capture_output=True, timeout=30,
+                       env={**os.environ, "UPSTREAM_AUTH": f"Bearer {upstream.token}"})
     env = {
         **os.environ,
         "UPSTREAM_AUTH": f"Bearer {upstream.token}",
@@ -553,7 +564,8 @@ def start_gate(workdir: Path, upstream: Upstream, name: str = "gate",
         with socket.create_connection((HOST, port), timeout=1):
             pass
         with http_client(g.url, token) as c:
-            return c.get("/ServiceProviderConfig").status_code > 0
+            # A cluster replica answers 503 until it has joined.
+            return c.get("/ServiceProviderConfig").status_code not in (0, 503)
 
     wait_until(f"scim-gate on {HOST}:{port}", answers, START_TIMEOUT, proc)
     return g

@@ -34,7 +34,9 @@ from run_e2e import (  # noqa: F401 - fixtures are used by name
     START_TIMEOUT,
     Proc,
     _per_test_time_limit,
+    free_port,
     gate,
+    start_gate,
     upstream,
     wait_until,
     workdir,
@@ -325,7 +327,8 @@ def test_views_follow_the_admin_routes_and_errors_are_words(browser, console, ga
     s = open_session(browser, console)
     page = s.page
     # The gate answers /decisions and /guards (docs/troubleshooting.md, docs/guards.md): their
-    # views show. It has no cluster route yet: that view does not.
+    # views show. In file mode GET /cluster answers 404: the Replicas view does not show (it
+    # does in cluster mode: test_the_replicas_view_shows_a_cluster).
     expect(page.get_by_role("link", name="Decisions")).to_be_visible()
     expect(page.get_by_role("link", name="Guards")).to_be_visible()
     expect(page.get_by_role("link", name="Replicas")).to_be_hidden()
@@ -373,3 +376,53 @@ def test_screenshot_for_the_docs(browser, console, gate):
             subprocess.run([str(GATE_BIN), "token", "delete", t, "--socket", str(gate.dir / "admin.sock")],
                            check=True, capture_output=True, timeout=15)
     s.context.close()
+
+
+@pytest.fixture()
+def cluster_gate(workdir, upstream):
+    """A real etcd (Debian's etcd-server) and the real gate in cluster mode in front of it."""
+    client, peer = free_port(), free_port()
+    url, purl = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    etcd = Proc("etcd", ["etcd", "--name", "e2e", "--data-dir", str(workdir / "etcd-data"),
+                         "--listen-client-urls", url, "--advertise-client-urls", url,
+                         "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+                         "--initial-cluster", f"e2e={purl}", "--initial-cluster-state", "new",
+                         "--log-level", "error"], workdir)
+
+    def etcd_up():
+        import socket as s
+        with s.create_connection(("127.0.0.1", client), timeout=1):
+            return True
+
+    wait_until("etcd", etcd_up, START_TIMEOUT, etcd)
+    g = start_gate(workdir, upstream, name="cluster-gate",
+                   etcd={"endpoints": [url], "prefix": "/scim-gate/e2e", "lease_ttl": "5s"})
+    yield g
+    g.proc.stop()
+    etcd.stop()
+
+
+def test_the_replicas_view_shows_a_cluster(browser, workdir, cluster_gate):
+    """Cluster mode (docs/cluster.md): the console's Replicas view appears and lists this
+    replica serving; a token created in the console works at once."""
+    c = start_console(workdir, cluster_gate)
+    try:
+        s = open_session(browser, c)
+        page = s.page
+        # The imported token is listed (read from etcd).
+        expect(row(page, cluster_gate.token_id)).to_be_visible()
+        link = page.get_by_role("link", name="Replicas")
+        expect(link).to_be_visible()
+        link.click()
+        expect(page.locator("#cluster-revision")).to_contain_text("Cluster revision")
+        expect(page.locator("#cluster-table")).to_contain_text("serving")
+        shot(page, "replicas")
+        page.get_by_role("link", name="Tokens").click()
+        page.fill("#create-tenant", "cluster")
+        page.select_option("#create-idp", "okta")
+        page.click("#create-submit")
+        secret = read_secret(page)
+        assert gate_status(cluster_gate, secret) == 200
+        s.context.close()
+    finally:
+        c.proc.stop()
