@@ -9,8 +9,18 @@ are zeroed (`callgrind_control -z`), N requests are sent, and the counters are d
 small canned-answer server in this process (not counted).
 
     instructions.py --gate BIN --passthrough BIN [--n 2000] [--warmup 200] [--variants ...]
+                    [--measure instructions,allocations,switches,syscalls]
 
-Prints one line per variant: `variant Ir_per_request`.
+Prints one line per variant and measure: `variant Ir_per_request` for instructions (the first
+measure, for compatibility), `variant measure value_per_request` for the others:
+
+- allocations: heap blocks and bytes allocated per request, from valgrind's DHAT (`Total: X
+  bytes in Y blocks` at exit) for two runs of WARMUP+N and WARMUP+2N requests: the difference
+  divided by N leaves start-up and shutdown out;
+- switches: voluntary + involuntary context switches of all the proxy's threads per request
+  (`/proc/PID/task/*/status` before and after N requests, the proxy running natively);
+- syscalls: system calls per request of all the proxy's threads (`strace -c -f -p PID` attached
+  around the N requests).
 
 `gate_get_etcd` is the GET with the token state on etcd (cluster mode, one replica, a local etcd
 this script starts). Such a replica also works while idle (lease keep-alives, watch progress):
@@ -169,6 +179,107 @@ def start_etcd(work):
     return proc, url
 
 
+def proc_switches(pid):
+    """Voluntary + involuntary context switches summed over every thread of `pid`."""
+    total = 0
+    for status in glob.glob(f"/proc/{pid}/task/*/status"):
+        try:
+            with open(status) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def start_native(cmd, port, raw, warmup, ready_retry):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, RUST_LOG="info"))
+    wait_port(port, proc)
+    if ready_retry:
+        deadline = time.time() + 60
+        while True:
+            try:
+                Client(port, raw).one()
+                break
+            except SystemExit:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+    client = Client(port, raw)
+    for _ in range(warmup):
+        client.one()
+    return proc, client
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def measure_switches(cmd, port, raw, n, warmup, ready_retry=False):
+    proc, client = start_native(cmd, port, raw, warmup, ready_retry)
+    try:
+        before = proc_switches(proc.pid)
+        for _ in range(n):
+            client.one()
+        return (proc_switches(proc.pid) - before) / n
+    finally:
+        stop(proc)
+
+
+def measure_syscalls(cmd, port, raw, n, warmup, work, name, ready_retry=False):
+    proc, client = start_native(cmd, port, raw, warmup, ready_retry)
+    out = os.path.join(work, f"strace.{name}")
+    try:
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(proc.pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)  # attached to every thread
+        for _ in range(n):
+            client.one()
+        time.sleep(0.2)
+        tracer.send_signal(2)
+        tracer.wait(timeout=60)
+        calls = 0
+        with open(out) as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[-1] == "total":
+                    calls = int(parts[2] if len(parts) >= 5 else parts[1])
+        return calls / n
+    finally:
+        stop(proc)
+
+
+def dhat_totals(cmd, port, raw, requests, work, name, ready_retry):
+    log = os.path.join(work, f"dhat.{name}.{requests}.log")
+    vg = ["valgrind", "--tool=dhat", f"--dhat-out-file={os.path.join(work, 'dhat.out')}.%p",
+          f"--log-file={log}"] + cmd
+    proc, client = start_native(vg, port, raw, 0, ready_retry)
+    try:
+        for _ in range(requests):
+            client.one()
+    finally:
+        stop(proc)
+    with open(log) as f:
+        text = f.read()
+    for line in text.splitlines():
+        if "Total:" in line and "bytes in" in line:
+            words = line.split("Total:")[1].replace(",", "").split()
+            return int(words[0]), int(words[3])
+    raise SystemExit(f"no DHAT totals in {log}")
+
+
+def measure_allocations(cmd, port, raw, n, warmup, work, name, ready_retry=False):
+    b1, k1 = dhat_totals(cmd, port, raw, warmup + n, work, name, ready_retry)
+    b2, k2 = dhat_totals(cmd, port, raw, warmup + 2 * n, work, name, ready_retry)
+    return (k2 - k1) / n, (b2 - b1) / n
+
+
 def measure(cmd, port, raw, n, warmup, work, name, idle=False):
     out = os.path.join(work, f"callgrind.{name}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
@@ -234,6 +345,10 @@ def main():
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--variants", default="passthrough_get,passthrough_patch,gate_get,gate_patch")
+    ap.add_argument("--measure", default="instructions",
+                    help="comma-separated: instructions, allocations, switches, syscalls")
+    ap.add_argument("--passthrough-tuned",
+                    help="a passthrough built with the gate's knobs (allocator), run with --no-modules")
     a = ap.parse_args()
 
     up = free_port()
@@ -302,27 +417,50 @@ def main():
     pt_port = free_port()
     pt_cmd = [a.passthrough, "--listen", f"127.0.0.1:{pt_port}", "--upstream", f"127.0.0.1:{up}"]
 
+    variants = {
+        "passthrough_get": (pt_cmd, pt_port, request("GET", "/v2/Users/42", None, None)),
+        "passthrough_patch": (pt_cmd, pt_port, request("PATCH", "/v2/Users/42", None, patch)),
+    }
+    if a.passthrough_tuned:
+        tuned_port = free_port()
+        tuned_cmd = [a.passthrough_tuned, "--listen", f"127.0.0.1:{tuned_port}",
+                     "--upstream", f"127.0.0.1:{up}", "--no-modules"]
+        variants["tuned_passthrough_get"] = (tuned_cmd, tuned_port,
+                                             request("GET", "/v2/Users/42", None, None))
+        variants["tuned_passthrough_patch"] = (tuned_cmd, tuned_port,
+                                               request("PATCH", "/v2/Users/42", None, patch))
+    if gate_cmd:
+        variants["gate_get"] = (gate_cmd, gate_port,
+                                request("GET", "/scim/v2/Users/42", token, None))
+        variants["gate_patch"] = (gate_cmd, gate_port,
+                                  request("PATCH", "/scim/v2/Users/42", token, patch))
+    measures = a.measure.split(",")
     for v in a.variants.split(","):
-        if v == "passthrough_get":
-            ir = measure(pt_cmd, pt_port, request("GET", "/v2/Users/42", None, None),
-                         a.n, a.warmup, work, v)
-        elif v == "passthrough_patch":
-            ir = measure(pt_cmd, pt_port, request("PATCH", "/v2/Users/42", None, patch),
-                         a.n, a.warmup, work, v)
-        elif v == "gate_get":
-            ir = measure(gate_cmd, gate_port, request("GET", "/scim/v2/Users/42", token, None),
-                         a.n, a.warmup, work, v)
-        elif v == "gate_get_etcd":
+        if v == "gate_get_etcd":
             cmd, port, tok = etcd_cmd
             ir, idle = measure(cmd, port, request("GET", "/scim/v2/Users/42", tok, None),
                                a.n, a.warmup, work, v, idle=True)
             print(f"gate_get_etcd_idle {idle:.0f}", flush=True)
-        elif v == "gate_patch":
-            ir = measure(gate_cmd, gate_port, request("PATCH", "/scim/v2/Users/42", token, patch),
-                         a.n, a.warmup, work, v)
-        else:
+            print(f"{v} {ir:.0f}", flush=True)
+            continue
+        if v not in variants:
             raise SystemExit(f"unknown variant {v}")
-        print(f"{v} {ir:.0f}", flush=True)
+        cmd, port, raw = variants[v]
+        for m in measures:
+            if m == "instructions":
+                print(f"{v} {measure(cmd, port, raw, a.n, a.warmup, work, v):.0f}", flush=True)
+            elif m == "allocations":
+                blocks, size = measure_allocations(cmd, port, raw, a.n, a.warmup, work, v)
+                print(f"{v} allocations {blocks:.1f}", flush=True)
+                print(f"{v} allocated_bytes {size:.0f}", flush=True)
+            elif m == "switches":
+                print(f"{v} switches {measure_switches(cmd, port, raw, a.n, a.warmup):.3f}",
+                      flush=True)
+            elif m == "syscalls":
+                calls = measure_syscalls(cmd, port, raw, a.n, a.warmup, work, v)
+                print(f"{v} syscalls {calls:.2f}", flush=True)
+            else:
+                raise SystemExit(f"unknown measure {m}")
     if etcd_proc:
         etcd_proc.terminate()
         etcd_proc.wait()

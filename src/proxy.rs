@@ -95,6 +95,13 @@ pub trait Embedder: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Installs the embedder's downstream modules. None by default: Pingora's own default is
+    /// a *disabled* response-compression module (pingora-proxy `proxy_trait.rs`,
+    /// `init_downstream_modules`) that still runs and allocates on every request; the gate
+    /// never compresses, so the binary installs nothing (BENCHMARKS.md). An embedder that
+    /// wants compression adds `ResponseCompressionBuilder` here.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     /// Runs after the gate counted and logged the request.
     fn logging(
         &self,
@@ -170,6 +177,10 @@ impl<E: Embedder> ProxyHttp for GatedProxy<E> {
             gate: GateCtx::default(),
             embedder: self.embedder.new_ctx(),
         }
+    }
+
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        self.embedder.init_downstream_modules(modules);
     }
 
     async fn request_filter(
