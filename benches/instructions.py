@@ -236,8 +236,13 @@ def measure_syscalls(cmd, port, raw, n, warmup, work, name, ready_retry=False):
     proc, client = start_native(cmd, port, raw, warmup, ready_retry)
     out = os.path.join(work, f"strace.{name}")
     try:
-        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(proc.pid)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # `-p` attaches one thread: name every thread of the process (Pingora's workers
+        # already exist after the warm-up).
+        tids = [os.path.basename(t) for t in glob.glob(f"/proc/{proc.pid}/task/*")]
+        argv = ["strace", "-c", "-f", "-o", out]
+        for tid in tids:
+            argv += ["-p", tid]
+        tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)  # attached to every thread
         for _ in range(n):
             client.one()
@@ -248,8 +253,9 @@ def measure_syscalls(cmd, port, raw, n, warmup, work, name, ready_retry=False):
         with open(out) as f:
             for line in f:
                 parts = line.split()
+                # `100.00 0.230816 49 4696 [errors] total`: calls is the fourth column.
                 if parts and parts[-1] == "total":
-                    calls = int(parts[2] if len(parts) >= 5 else parts[1])
+                    calls = int(parts[3])
         return calls / n
     finally:
         stop(proc)
@@ -264,7 +270,13 @@ def dhat_totals(cmd, port, raw, requests, work, name, ready_retry):
         for _ in range(requests):
             client.one()
     finally:
-        stop(proc)
+        # SIGINT: Pingora's fast shutdown, so DHAT writes its totals without waiting for a
+        # graceful drain (the passthrough's lasts a minute).
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     with open(log) as f:
         text = f.read()
     for line in text.splitlines():
@@ -348,7 +360,7 @@ def main():
     ap.add_argument("--measure", default="instructions",
                     help="comma-separated: instructions, allocations, switches, syscalls")
     ap.add_argument("--passthrough-tuned",
-                    help="a passthrough built with the gate's knobs (allocator), run with --no-modules")
+                    help="the passthrough for the tuned rows (run with --no-modules, as the gate)")
     a = ap.parse_args()
 
     up = free_port()

@@ -2,8 +2,9 @@
 # The request path's cost per request, noise-proof: instructions (callgrind), and on request
 # heap allocations (DHAT), context switches (/proc) and system calls (strace) — for the default
 # bare Pingora passthrough (examples/passthrough.rs), the passthrough with the gate's knobs
-# (examples/passthrough_tuned.rs: mimalloc, no downstream modules) and the gate, GET and an
-# Entra PATCH, against the same canned upstream. See benches/instructions.py for the method.
+# (`--no-modules`: no downstream modules) and the gate, GET and an Entra PATCH, against the same
+# canned upstream. See benches/instructions.py for the method. TUNED_BIN: another passthrough
+# for the tuned rows (e.g. examples/passthrough_tuned.rs, built with --features mimalloc).
 #
 #   benches/instructions.sh                       # build release binaries, run every variant
 #   GATE_BIN=path/to/scim-gate benches/instructions.sh   # measure another build of the gate
@@ -23,12 +24,11 @@ for tool in valgrind strace; do
 done
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [ -z "${GATE_BIN:-}" ]; then
-    cargo build --quiet --release -p scim-gate --bin scim-gate --example passthrough \
-        --example passthrough_tuned
+    cargo build --quiet --release -p scim-gate --bin scim-gate --example passthrough
     GATE_BIN="$TARGET/release/scim-gate"
 fi
 PASSTHROUGH_BIN="${PASSTHROUGH_BIN:-$TARGET/release/examples/passthrough}"
-TUNED_BIN="${TUNED_BIN:-$TARGET/release/examples/passthrough_tuned}"
+TUNED_BIN="${TUNED_BIN:-$PASSTHROUGH_BIN}"
 exec python3 "$ROOT/benches/instructions.py" --gate "$GATE_BIN" --passthrough "$PASSTHROUGH_BIN" \
     --passthrough-tuned "$TUNED_BIN" --n "${N:-2000}" --warmup "${WARMUP:-200}" \
     --measure "${MEASURE:-instructions}" \

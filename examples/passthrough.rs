@@ -35,7 +35,9 @@ impl ProxyHttp for Passthrough {
 
     fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
         if !self.no_modules {
-            modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(0));
+            modules.add_module(
+                pingora::modules::http::compression::ResponseCompressionBuilder::enable(0),
+            );
         }
     }
 

@@ -555,17 +555,31 @@ impl TokenStore {
 }
 
 /// Gives the memory a large load or reload freed back to the OS. Parsing a big token file
-/// (serde_yaml holds the whole event stream) peaks at several times the final set; glibc keeps
-/// freed heap mapped, so without this the resident size would stay at that peak.
+/// (serde_yaml holds the whole event stream) peaks at several times the final set; allocators
+/// keep freed heap mapped (glibc until `malloc_trim`, mimalloc until the freeing thread
+/// allocates again or collects), so without this the resident size would stay at that peak.
 fn release_freed_memory(records: usize) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if records >= 10_000 {
-        // SAFETY: malloc_trim only returns unused heap pages to the OS; it has no preconditions.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+    if records < 10_000 {
+        return;
     }
-    let _ = records;
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused heap pages to the OS; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    if let Some(release) = MEMORY_RELEASE.get() {
+        release();
+    }
+}
+
+/// How the binary's global allocator gives freed memory back, if it is not glibc's malloc.
+static MEMORY_RELEASE: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Tells the library how the program's global allocator returns freed memory to the OS
+/// (`mi_collect(true)` for mimalloc), for after a large token file was loaded. A binary that
+/// installs its own allocator calls this once at start; the first call wins.
+pub fn set_memory_release(release: fn()) {
+    let _ = MEMORY_RELEASE.set(release);
 }
 
 /// The hasher of the maps that validate, index and diff a token file: FxHash's
