@@ -193,20 +193,25 @@ def proc_switches(pid):
     return total
 
 
+def wait_answering(port, raw, limit):
+    """Until the proxy answers `raw` with 200 (a cluster replica joins first), at most `limit` s."""
+    deadline = time.time() + limit
+    while True:
+        try:
+            Client(port, raw).one()
+            return
+        except SystemExit:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def start_native(cmd, port, raw, warmup, ready_retry):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, RUST_LOG="info"))
     wait_port(port, proc)
     if ready_retry:
-        deadline = time.time() + 60
-        while True:
-            try:
-                Client(port, raw).one()
-                break
-            except SystemExit:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_answering(port, raw, 60)
     client = Client(port, raw)
     for _ in range(warmup):
         client.one()
@@ -302,15 +307,7 @@ def measure(cmd, port, raw, n, warmup, work, name, idle=False):
         wait_port(port, proc)
         if idle:
             # A cluster replica answers 503 until it has registered and loaded the state.
-            deadline = time.time() + 120
-            while True:
-                try:
-                    Client(port, raw).one()
-                    break
-                except SystemExit:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.2)
+            wait_answering(port, raw, 120)
         client = Client(port, raw)
         for _ in range(warmup):
             client.one()
