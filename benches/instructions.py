@@ -438,6 +438,14 @@ def main():
                                              request("GET", "/v2/Users/42", None, None))
         variants["tuned_passthrough_patch"] = (tuned_cmd, tuned_port,
                                                request("PATCH", "/v2/Users/42", None, patch))
+        # The tuned passthrough with the gate's upstream timeouts too: Pingora's timers apart.
+        timed_port = free_port()
+        timed_cmd = [a.passthrough_tuned, "--listen", f"127.0.0.1:{timed_port}",
+                     "--upstream", f"127.0.0.1:{up}", "--no-modules", "--timeouts"]
+        variants["timed_passthrough_get"] = (timed_cmd, timed_port,
+                                             request("GET", "/v2/Users/42", None, None))
+        variants["timed_passthrough_patch"] = (timed_cmd, timed_port,
+                                               request("PATCH", "/v2/Users/42", None, patch))
     if gate_cmd:
         variants["gate_get"] = (gate_cmd, gate_port,
                                 request("GET", "/scim/v2/Users/42", token, None))

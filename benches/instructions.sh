@@ -2,7 +2,8 @@
 # The request path's cost per request, noise-proof: instructions (callgrind), and on request
 # heap allocations (DHAT), context switches (/proc) and system calls (strace) — for the default
 # bare Pingora passthrough (examples/passthrough.rs), the passthrough with the gate's knobs
-# (`--no-modules`: no downstream modules) and the gate, GET and an Entra PATCH, against the same
+# (`--no-modules`: no downstream modules), the same with the gate's upstream timeouts
+# (`--timeouts`: Pingora's per-read timers) and the gate, GET and an Entra PATCH, against the same
 # canned upstream. See benches/instructions.py for the method. TUNED_BIN: another passthrough
 # for the tuned rows (e.g. examples/passthrough_tuned.rs, built with --features mimalloc).
 #
@@ -32,4 +33,4 @@ TUNED_BIN="${TUNED_BIN:-$PASSTHROUGH_BIN}"
 exec python3 "$ROOT/benches/instructions.py" --gate "$GATE_BIN" --passthrough "$PASSTHROUGH_BIN" \
     --passthrough-tuned "$TUNED_BIN" --n "${N:-2000}" --warmup "${WARMUP:-200}" \
     --measure "${MEASURE:-instructions}" \
-    --variants "${VARIANTS:-passthrough_get,passthrough_patch,tuned_passthrough_get,tuned_passthrough_patch,gate_get,gate_patch}"
+    --variants "${VARIANTS:-passthrough_get,passthrough_patch,tuned_passthrough_get,tuned_passthrough_patch,timed_passthrough_get,timed_passthrough_patch,gate_get,gate_patch}"

@@ -1,10 +1,13 @@
 //! A bare Pingora passthrough with no checks: the floor the load benchmark compares scim-gate
 //! against (same stack, same upstream, nothing but forwarding).
 //!
-//!     passthrough --listen 127.0.0.1:8081 --upstream 127.0.0.1:18080 [--no-modules]
+//!     passthrough --listen 127.0.0.1:8081 --upstream 127.0.0.1:18080 [--no-modules] [--timeouts]
 //!
 //! `--no-modules` drops the disabled compression module Pingora installs by default, as the
 //! gate does: the benchmarks' second floor, "the passthrough with the gate's knobs".
+//! `--timeouts` gives the upstream peer the timeouts the gate's peer always has (connect, read,
+//! write, idle: `upstream.connect_timeout` and `upstream.read_timeout`), so the benchmarks can
+//! show what Pingora's per-read timers cost apart from what the gate adds.
 
 use async_trait::async_trait;
 use clap::Parser;
@@ -21,11 +24,15 @@ struct Args {
     /// No downstream modules (Pingora's default is a disabled compression module).
     #[arg(long)]
     no_modules: bool,
+    /// The gate's upstream timeouts on the peer (Pingora then times every upstream read/write).
+    #[arg(long)]
+    timeouts: bool,
 }
 
 struct Passthrough {
     upstream: std::net::SocketAddr,
     no_modules: bool,
+    timeouts: bool,
 }
 
 #[async_trait]
@@ -42,7 +49,17 @@ impl ProxyHttp for Passthrough {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        if self.timeouts {
+            // The gate's defaults (docs/configuration.md): connect 2 s, read 30 s.
+            let o = &mut peer.options;
+            o.connection_timeout = Some(std::time::Duration::from_secs(2));
+            o.total_connection_timeout = Some(std::time::Duration::from_secs(2));
+            o.read_timeout = Some(std::time::Duration::from_secs(30));
+            o.write_timeout = Some(std::time::Duration::from_secs(30));
+            o.idle_timeout = Some(std::time::Duration::from_secs(60));
+        }
+        Ok(Box::new(peer))
     }
 }
 
@@ -66,6 +83,7 @@ pub fn main() {
         Passthrough {
             upstream,
             no_modules: args.no_modules,
+            timeouts: args.timeouts,
         },
     );
     proxy.add_tcp(&args.listen);

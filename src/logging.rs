@@ -102,7 +102,7 @@ pub fn flush() {
 /// scrub buffer, then by env_logger) and scrubbed, about 14 k instructions of a gate GET's 160 k
 /// (BENCHMARKS.md). Its fields are the gate's own — ids, bounded labels, numbers — never a
 /// client's text, so it needs no scrub. `RUST_LOG` still decides (`access=off` silences it).
-pub(crate) fn access(args: std::fmt::Arguments<'_>) {
+pub(crate) fn access(fields: &AccessFields<'_>) {
     if !log::log_enabled!(target: "access", log::Level::Info) {
         return;
     }
@@ -122,11 +122,13 @@ pub(crate) fn access(args: std::fmt::Arguments<'_>) {
             let _ = write!(stamp, "{}", t.format("%Y-%m-%dT%H:%M:%S"));
         }
         buf.clear();
-        let _ = writeln!(
-            buf,
-            "[{stamp}.{:03}Z INFO  access] {args}",
-            now.subsec_millis()
-        );
+        buf.push('[');
+        buf.push_str(stamp);
+        buf.push('.');
+        push_padded(buf, now.subsec_millis(), 3);
+        buf.push_str("Z INFO  access] ");
+        fields.push_to(buf);
+        buf.push('\n');
         let _ = BatchedStderr.write(buf.as_bytes());
         if buf.capacity() > KEEP_CAPACITY {
             *buf = String::new();
@@ -134,8 +136,69 @@ pub(crate) fn access(args: std::fmt::Arguments<'_>) {
         true
     });
     if written != Ok(true) {
-        log::info!(target: "access", "{args}");
+        let mut line = String::new();
+        fields.push_to(&mut line);
+        log::info!(target: "access", "{line}");
     }
+}
+
+/// The fields of one access line (docs/operations.md#logging). Written by hand, not through
+/// `format_args!`: the line is written once per request, and the formatting machinery (a float
+/// among it) cost more than the rest of the line.
+pub(crate) struct AccessFields<'a> {
+    pub token: &'a str,
+    pub tenant: &'a str,
+    pub method: &'a str,
+    pub route: &'a str,
+    /// 0 when no response was written.
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    pub outcome: &'a str,
+    pub limited: &'a str,
+    pub duration: Duration,
+}
+
+impl AccessFields<'_> {
+    /// `token=… tenant=… method=… route=… status=… upstream_status=… outcome=… limited=…
+    /// duration_ms=…` (milliseconds with two decimals, rounded).
+    fn push_to(&self, out: &mut String) {
+        let mut num = itoa::Buffer::new();
+        for (key, value) in [
+            ("token=", self.token),
+            (" tenant=", self.tenant),
+            (" method=", self.method),
+            (" route=", self.route),
+        ] {
+            out.push_str(key);
+            out.push_str(value);
+        }
+        out.push_str(" status=");
+        out.push_str(num.format(self.status));
+        out.push_str(" upstream_status=");
+        match self.upstream_status {
+            Some(n) => out.push_str(num.format(n)),
+            None => out.push('-'),
+        }
+        for (key, value) in [(" outcome=", self.outcome), (" limited=", self.limited)] {
+            out.push_str(key);
+            out.push_str(value);
+        }
+        out.push_str(" duration_ms=");
+        let hundredths = (self.duration.as_micros() + 5) / 10;
+        out.push_str(num.format(hundredths / 100));
+        out.push('.');
+        push_padded(out, (hundredths % 100) as u32, 2);
+    }
+}
+
+/// `n` in decimal, left-padded with zeros to `width` digits.
+fn push_padded(out: &mut String, n: u32, width: usize) {
+    let mut num = itoa::Buffer::new();
+    let digits = num.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 /// The per-thread state of [`access`].

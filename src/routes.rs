@@ -43,25 +43,51 @@ impl Route {
 
     /// The canonical path below the SCIM root, as sent to the upstream.
     pub fn upstream_suffix(&self) -> String {
+        let mut out = String::new();
+        self.push_upstream_suffix(&mut out);
+        out
+    }
+
+    /// About how long [`Route::upstream_suffix`] is, to size its buffer once (an encoded id may
+    /// still grow it).
+    pub fn upstream_suffix_len_hint(&self) -> usize {
+        let id = match self {
+            Route::Item(_, id) => id.len(),
+            Route::Schemas(Some(id)) | Route::ResourceTypes(Some(id)) => id.len(),
+            _ => 0,
+        };
+        // The longest fixed part is `/ServiceProviderConfig` (22 bytes), plus the `/` before an id.
+        23 + id
+    }
+
+    /// [`Route::upstream_suffix`] appended to `out`: the request path builds the upstream's
+    /// path in one buffer instead of formatting pieces into new strings.
+    pub fn push_upstream_suffix(&self, out: &mut String) {
         fn res(r: Resource) -> &'static str {
             match r {
                 Resource::Users => "/Users",
                 Resource::Groups => "/Groups",
             }
         }
-        match self {
-            Route::Collection(r) => res(*r).to_string(),
-            Route::Item(r, id) => format!("{}/{}", res(*r), encode_segment(id)),
-            Route::Search(None) => "/.search".into(),
-            Route::Search(Some(r)) => format!("{}/.search", res(*r)),
-            Route::Bulk => "/Bulk".into(),
-            Route::ServiceProviderConfig => "/ServiceProviderConfig".into(),
-            Route::Schemas(None) => "/Schemas".into(),
-            Route::Schemas(Some(id)) => format!("/Schemas/{}", encode_segment(id)),
-            Route::ResourceTypes(None) => "/ResourceTypes".into(),
-            Route::ResourceTypes(Some(id)) => format!("/ResourceTypes/{}", encode_segment(id)),
+        let (head, id) = match self {
+            Route::Collection(r) => (res(*r), None),
+            Route::Item(r, id) => (res(*r), Some(id)),
+            Route::Search(None) => ("/.search", None),
+            Route::Search(Some(r)) => {
+                out.push_str(res(*r));
+                ("/.search", None)
+            }
+            Route::Bulk => ("/Bulk", None),
+            Route::ServiceProviderConfig => ("/ServiceProviderConfig", None),
+            Route::Schemas(id) => ("/Schemas", id.as_ref()),
+            Route::ResourceTypes(id) => ("/ResourceTypes", id.as_ref()),
             // Never forwarded: the gate answers it (`gate::oauth`).
-            Route::OAuthToken => "/oauth/token".into(),
+            Route::OAuthToken => ("/oauth/token", None),
+        };
+        out.push_str(head);
+        if let Some(id) = id {
+            out.push('/');
+            out.extend(utf8_percent_encode(id, SEGMENT));
         }
     }
 
@@ -99,21 +125,33 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'|')
     .add(b'}');
 
-fn encode_segment(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
-}
-
 fn bad(detail: &str) -> ScimError {
     ScimError::new(400, Some("invalidPath"), detail).reason("path_unsafe")
 }
 
+/// Whether `path` holds `%2f`, `%5c` or `%00` in any case: encoded separators would be decoded
+/// into a different path by some upstreams and not by others. Scans bytes; allocates nothing.
+fn has_encoded_separator(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                [w[1], w[2].to_ascii_lowercase()],
+                [b'2', b'f'] | [b'5', b'c'] | [b'0', b'0']
+            )
+    })
+}
+
+/// The most segments below `base_path` any route has (`/Users/{id}/`, trailing slash included);
+/// a longer path is no route, so the matcher keeps them on the stack.
+const MAX_ROUTE_SEGMENTS: usize = 3;
+
 /// Matches a raw request path (no query) against `base_path` (already normalised, no trailing
 /// slash). Errors are complete SCIM errors: 400 for unsafe spellings, 404, 501 for `/Me`.
+///
+/// Runs on every request, so it allocates nothing but the id of an item route: the path is
+/// decoded only when it holds a `%`, and its segments are walked, not collected.
 pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> {
-    let lower = raw_path.to_ascii_lowercase();
-    // Encoded separators would be decoded into a different path by some upstreams and not by
-    // others; refuse them outright (%2f '/', %5c '\', %00 NUL).
-    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+    if has_encoded_separator(raw_path) {
         return Err(bad(
             "encoded slashes, backslashes and NUL are not allowed in the path",
         ));
@@ -129,30 +167,47 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
             "backslashes and control characters are not allowed in the path",
         ));
     }
-    let segments: Vec<&str> = decoded.split('/').skip(1).collect();
-    if segments.iter().any(|s| *s == "." || *s == "..") {
-        return Err(bad("dot segments are not allowed in the path"));
-    }
-    let base: Vec<&str> = base_path
-        .split('/')
-        .skip(1)
-        .filter(|s| !s.is_empty())
-        .collect();
+    // One walk over the segments: below `base_path`, the route's own (at most
+    // MAX_ROUTE_SEGMENTS of them, kept on the stack). A dot segment anywhere is refused (400)
+    // even when the path was already known to be no route, so the walk goes on to the end.
     let not_found = || ScimError::new(404, None, "no such SCIM endpoint").reason("route_unknown");
-    if segments.len() < base.len()
-        || !segments
-            .iter()
-            .zip(&base)
-            .all(|(a, b)| a.eq_ignore_ascii_case(b))
-    {
+    let mut base = base_path.split('/').filter(|s| !s.is_empty());
+    let mut outside_base = false;
+    let mut rest = [""; MAX_ROUTE_SEGMENTS];
+    let mut n = 0;
+    let mut too_long = false;
+    for segment in decoded.split('/').skip(1) {
+        if segment == "." || segment == ".." {
+            return Err(bad("dot segments are not allowed in the path"));
+        }
+        if outside_base || too_long {
+            continue;
+        }
+        match base.next() {
+            Some(b) => outside_base = !segment.eq_ignore_ascii_case(b),
+            None if n == MAX_ROUTE_SEGMENTS => too_long = true,
+            None => {
+                rest[n] = segment;
+                n += 1;
+            }
+        }
+    }
+    if outside_base || base.next().is_some() {
         return Err(not_found());
     }
-    let mut rest: Vec<&str> = segments[base.len()..].to_vec();
-    // One trailing slash is tolerated (`/Users/` is `/Users`).
-    if rest.last() == Some(&"") {
-        rest.pop();
+    if !too_long && n > 0 && rest[n - 1].is_empty() {
+        n -= 1;
     }
     let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+    if n > 0 && is(rest[0], "Me") {
+        return Err(
+            ScimError::new(501, None, "/Me is not supported by this gate")
+                .reason("me_not_implemented"),
+        );
+    }
+    if too_long {
+        return Err(not_found());
+    }
     let resource = |s: &str| {
         if is(s, "Users") {
             Some(Resource::Users)
@@ -162,13 +217,7 @@ pub fn match_route(raw_path: &str, base_path: &str) -> Result<Route, ScimError> 
             None
         }
     };
-    match rest.as_slice() {
-        [me, ..] if is(me, "Me") => {
-            Err(
-                ScimError::new(501, None, "/Me is not supported by this gate")
-                    .reason("me_not_implemented"),
-            )
-        }
+    match &rest[..n] {
         [r] if resource(r).is_some() => {
             Ok(Route::Collection(resource(r).unwrap_or(Resource::Users)))
         }

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::HeaderValue;
 use pingora::connectors::http::Connector;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
@@ -46,6 +47,9 @@ impl ReadBudget {
 pub enum UpstreamError {
     #[error("cannot resolve upstream {0}: {1}")]
     Resolve(String, String),
+    /// A configured value that cannot be sent as a header (checked at start).
+    #[error("{0} cannot be sent as an HTTP header value")]
+    Header(String),
     #[error("upstream unreachable: {0}")]
     Connect(String),
     #[error("upstream timed out: {0}")]
@@ -71,7 +75,7 @@ impl UpstreamError {
             // Answered 413 by the gate (`gate::failure::read_error`); never counted as the
             // upstream's error. Listed here so the match stays total.
             UpstreamError::OverBudget(_) => (413, UpstreamErrorKind::Other),
-            UpstreamError::Resolve(..) | UpstreamError::Connect(_) => {
+            UpstreamError::Resolve(..) | UpstreamError::Connect(_) | UpstreamError::Header(_) => {
                 (502, UpstreamErrorKind::Connect)
             }
         }
@@ -106,6 +110,11 @@ pub(crate) fn same_header_name(name: &[u8], wanted: &[u8]) -> bool {
     name.len() == wanted.len() && name.iter().zip(wanted).all(|(a, b)| fold(*a) == fold(*b))
 }
 
+/// A configured value as a header value; at start, so a bad one stops the gate with its name.
+fn header_value(value: &str, what: &str) -> Result<HeaderValue, UpstreamError> {
+    HeaderValue::from_str(value).map_err(|_| UpstreamError::Header(what.to_string()))
+}
+
 /// Everything about the upstream, built once at start.
 pub struct Upstream {
     pub target: UpstreamTarget,
@@ -113,7 +122,10 @@ pub struct Upstream {
     pub prefix: String,
     /// `upstream.url` holds `{tenant}`: the path and prefix differ per token.
     pub per_tenant: bool,
-    pub authorization: Option<String>,
+    /// `upstream.authorization` as the header value it is sent as, built once.
+    authorization: Option<HeaderValue>,
+    /// The upstream's `Host`, built once.
+    host: HeaderValue,
     peer: HttpPeer,
     connector: Connector,
 }
@@ -141,11 +153,11 @@ impl Upstream {
         Ok(Upstream {
             prefix: format!("{scheme}://{}{}", target.authority, target.path),
             per_tenant: target.path.contains(crate::config::TENANT_PLACEHOLDER),
-            authorization: cfg
-                .upstream
-                .authorization
-                .as_ref()
-                .map(|a| a.value.expose().to_string()),
+            authorization: match &cfg.upstream.authorization {
+                Some(a) => Some(header_value(a.value.expose(), "upstream.authorization")?),
+                None => None,
+            },
+            host: header_value(&target.authority, "upstream.url's host")?,
             target,
             peer,
             connector: Connector::new(None),
@@ -182,18 +194,20 @@ impl Upstream {
     }
 
     /// Fills the headers every upstream request carries: its `Host`, its credential (the IdP's
-    /// own `Authorization` never travels on), and the token's identity.
+    /// own `Authorization` never travels on), and the token's identity. `tenant` is a ready
+    /// header value ([`crate::tokens::TokenInfo::tenant_header`]), so the request path copies
+    /// only the token id.
     pub fn set_headers(
         &self,
         req: &mut RequestHeader,
-        tenant: &str,
+        tenant: HeaderValue,
         token_id: &str,
     ) -> pingora::Result<()> {
         req.remove_header(&http::header::AUTHORIZATION);
         if let Some(auth) = &self.authorization {
-            req.insert_header(http::header::AUTHORIZATION, auth.as_str())?;
+            req.insert_header(http::header::AUTHORIZATION, auth.clone())?;
         }
-        req.insert_header(http::header::HOST, self.target.authority.as_str())?;
+        req.insert_header(http::header::HOST, self.host.clone())?;
         strip_identity_spellings(req);
         req.insert_header("X-Scim-Tenant", tenant)?;
         req.insert_header("X-Scim-Token-Id", token_id)?;
@@ -231,6 +245,8 @@ impl Upstream {
             "application/scim+json, application/json",
         )
         .map_err(classify)?;
+        let tenant = HeaderValue::from_str(tenant)
+            .map_err(|e| UpstreamError::Connect(format!("tenant is no header value: {e}")))?;
         self.set_headers(&mut req, tenant, token_id)
             .map_err(classify)?;
         session

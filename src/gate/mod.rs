@@ -72,6 +72,8 @@ pub struct Gate {
     tokens: Arc<TokenStore>,
     policy: Policy,
     upstream: Upstream,
+    /// The search for [`Upstream::prefix`] in response bodies, built once (`response.rs`).
+    upstream_finder: memchr::memmem::Finder<'static>,
     guards: GuardChain,
     in_flight: AtomicUsize,
     /// Requests in flight to the directory (`limits.upstream_max_in_flight`).
@@ -99,7 +101,9 @@ impl Gate {
             cfg.server.trusted_proxies.clone(),
         )));
         guards.push(Box::new(RateGuard::new(&cfg.limits)));
+        let upstream = Upstream::new(cfg)?;
         Ok(Gate {
+            upstream_finder: memchr::memmem::Finder::new(upstream.prefix.as_bytes()).into_owned(),
             base_path: cfg.base_path.clone(),
             max_body: cfg.policy.max_body_bytes,
             bulk_max_operations: cfg.policy.spec.bulk_max_operations,
@@ -108,7 +112,7 @@ impl Gate {
             tls_listener: cfg.server.tls.is_some(),
             tokens,
             policy: cfg.policy.compiled.clone(),
-            upstream: Upstream::new(cfg)?,
+            upstream,
             guards,
             in_flight: AtomicUsize::new(0),
             upstream_in_flight: InFlight::new(cfg.limits.upstream_max_in_flight),
@@ -189,8 +193,13 @@ impl Gate {
         let req = session.req_header();
         // The token is checked before the route is judged, so a caller without a valid token
         // learns nothing about which paths exist (401 everywhere, never 404 or 400).
-        let route = match_route(req.uri.path(), &self.base_path);
-        ctx.route = route.as_ref().ok().cloned();
+        let route_error = match match_route(req.uri.path(), &self.base_path) {
+            Ok(route) => {
+                ctx.route = Some(route);
+                None
+            }
+            Err(e) => Some(e),
+        };
         if !self.guards.is_empty() {
             self.guards.before_auth(&guard_input(session, ctx))?;
         }
@@ -201,13 +210,31 @@ impl Gate {
         if let (false, Some(token)) = (self.guards.is_empty(), &ctx.token) {
             self.guards.after_auth(&guard_input(session, ctx), token)?;
         }
+        if let Some(e) = route_error {
+            return Err(e);
+        }
         // With the token endpoint off, its path is no SCIM endpoint (never forwarded).
-        let route = route.and_then(|r| match r {
-            Route::OAuthToken => {
-                Err(ScimError::new(404, None, "no such SCIM endpoint").reason("route_unknown"))
-            }
-            r => Ok(r),
-        })?;
+        if matches!(ctx.route, Some(Route::OAuthToken)) {
+            return Err(ScimError::new(404, None, "no such SCIM endpoint").reason("route_unknown"));
+        }
+        // The route is lent to the checks (which never read `ctx.route`) and given back whatever
+        // they answer: no copy of its id per request.
+        let Some(route) = ctx.route.take() else {
+            return Err(ScimError::new(500, None, "no route after matching"));
+        };
+        let admitted = self.admit_routed(session, ctx, &route).await;
+        ctx.route = Some(route);
+        admitted
+    }
+
+    /// The checks of a request whose token passed and whose route exists: the method, the body
+    /// (for writes), the breakers, the upstream's in-flight limit.
+    async fn admit_routed(
+        &self,
+        session: &mut Session,
+        ctx: &mut GateCtx,
+        route: &Route,
+    ) -> Result<(), ScimError> {
         let req = session.req_header();
         let method = req.method.clone();
         if !route.allows(&method) {
@@ -227,11 +254,11 @@ impl Gate {
         admission::check_method_override(req)?;
         ctx.public_prefix = self.public_prefix(req);
         if admission::has_body(&method) {
-            self.admit_body(session, ctx, &route).await?;
+            self.admit_body(session, ctx, route).await?;
         } else {
             admission::check_no_body(req)?;
             if let (&http::Method::DELETE, Route::Item(..), Some(token)) =
-                (&method, &route, &ctx.token)
+                (&method, route, &ctx.token)
             {
                 self.breakers.admit(token, 1)?;
             }
@@ -280,7 +307,12 @@ impl Gate {
                         .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
             })
             .unwrap_or("localhost");
-        format!("{scheme}://{host}{}", self.base_path)
+        let mut prefix =
+            String::with_capacity(scheme.len() + 3 + host.len() + self.base_path.len());
+        for part in [scheme, "://", host, &self.base_path] {
+            prefix.push_str(part);
+        }
+        prefix
     }
 
     /// `upstream_peer`, first half: the configured upstream.
@@ -310,23 +342,31 @@ impl Gate {
                 "upstream_request_filter before request_filter",
             );
         };
-        let mut path = format!(
-            "{}{}",
-            self.upstream.path_for(token.tenant()),
-            route.upstream_suffix()
+        // One buffer, sized once, handed to the URI without a copy (`TryFrom<String>`).
+        let root = self.upstream.path_for(token.tenant());
+        let query = req.uri.query();
+        let mut path = String::with_capacity(
+            root.len() + route.upstream_suffix_len_hint() + query.map_or(0, |q| q.len() + 1),
         );
-        if self.upstream.per_tenant {
-            ctx.upstream_prefix = Some(self.upstream.prefix_for(token.tenant()).into_owned());
-        }
-        if let Some(q) = req.uri.query() {
+        path.push_str(&root);
+        route.push_upstream_suffix(&mut path);
+        if let Some(q) = query {
             path.push('?');
             path.push_str(q);
         }
-        let uri = path
-            .parse::<http::Uri>()
+        if self.upstream.per_tenant {
+            ctx.upstream_prefix = Some(self.upstream.prefix_for(token.tenant()).into_owned());
+        }
+        let uri = http::Uri::try_from(path)
             .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
         req.set_uri(uri);
-        self.upstream.set_headers(req, token.tenant(), token.id())?;
+        let tenant = match token.tenant_header() {
+            Some(v) => v.clone(),
+            None => http::HeaderValue::from_str(token.tenant()).map_err(|e| {
+                Error::because(ErrorType::InvalidHTTPHeader, "tenant header value", e)
+            })?,
+        };
+        self.upstream.set_headers(req, tenant, token.id())?;
         req.remove_header(&http::header::EXPECT);
         if let BodyMode::Replay(body) = &ctx.body {
             req.remove_header(&http::header::TRANSFER_ENCODING);
@@ -387,7 +427,7 @@ impl Gate {
         let method = method_label(&session.req_header().method);
         let route = ctx.route.as_ref().map_or("none", Route::label);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let elapsed = ctx.start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let elapsed = ctx.start.map_or(Duration::ZERO, |s| s.elapsed());
         metrics::REQUESTS
             .with_label_values(&[method, route, ctx.outcome.label()])
             .inc();
@@ -408,19 +448,18 @@ impl Gate {
             };
             self.decisions.record(&cx, e);
         }
-        metrics::DURATION.observe(elapsed);
-        crate::logging::access(format_args!(
-            "token={} tenant={} method={} route={} status={} upstream_status={} outcome={} limited={} duration_ms={:.2}",
-            ctx.token_id().unwrap_or("-"),
-            ctx.tenant().unwrap_or("-"),
+        metrics::DURATION.observe(elapsed.as_secs_f64());
+        crate::logging::access(&crate::logging::AccessFields {
+            token: ctx.token_id().unwrap_or("-"),
+            tenant: ctx.tenant().unwrap_or("-"),
             method,
             route,
             status,
-            OrDash(ctx.upstream_status),
-            ctx.outcome.label(),
-            ctx.limited.map_or("-", |l| l.label()),
-            elapsed * 1000.0,
-        ));
+            upstream_status: ctx.upstream_status,
+            outcome: ctx.outcome.label(),
+            limited: ctx.limited.map_or("-", |l| l.label()),
+            duration: elapsed,
+        });
     }
 }
 
@@ -430,18 +469,6 @@ fn guard_input<'a>(session: &'a Session, ctx: &'a GateCtx) -> GuardInput<'a> {
         head: session.req_header(),
         client: session.client_addr().and_then(|a| a.as_inet()).copied(),
         route: ctx.route.as_ref(),
-    }
-}
-
-/// A number, or `-` when there is none (without allocating either).
-struct OrDash(Option<u16>);
-
-impl std::fmt::Display for OrDash {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(n) => write!(f, "{n}"),
-            None => f.write_str("-"),
-        }
     }
 }
 

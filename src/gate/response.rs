@@ -2,6 +2,7 @@
 //! IdP must see the gate's public URLs instead, or its next request would bypass the gate.
 
 use bytes::{Bytes, BytesMut};
+use memchr::memmem::Finder;
 use pingora::http::ResponseHeader;
 
 use super::{Gate, GateCtx};
@@ -45,7 +46,11 @@ impl Gate {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+            .is_some_and(|ct| {
+                ct.as_bytes()
+                    .windows(4)
+                    .any(|w| w.eq_ignore_ascii_case(b"json"))
+            });
         let encoded = resp.headers.get(http::header::CONTENT_ENCODING).is_some();
         let has_body = !matches!(resp.status.as_u16(), 204 | 304);
         let spc = ctx.route == Some(Route::ServiceProviderConfig);
@@ -70,7 +75,10 @@ impl Gate {
                 }
                 _ => {
                     resp.remove_header(&http::header::CONTENT_LENGTH);
-                    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                    resp.insert_header(
+                        http::header::TRANSFER_ENCODING,
+                        http::HeaderValue::from_static("chunked"),
+                    )?;
                 }
             }
         }
@@ -91,13 +99,18 @@ impl Gate {
         if !ctx.rewrite_response {
             return;
         }
-        // With `{tenant}` in the upstream URL the prefix is this request's (a copy, so the
-        // buffers of `ctx` can be written while it is read).
-        let tenant_prefix = ctx.upstream_prefix.clone();
-        let from = tenant_prefix
-            .as_deref()
-            .unwrap_or(&self.upstream.prefix)
-            .as_bytes();
+        // The search for the upstream's prefix is built once, at start; with `{tenant}` in the
+        // upstream URL the prefix is this request's, and so is its search (an owned one, so the
+        // buffers of `ctx` can be written while it is used).
+        let tenant_finder;
+        let finder = match &ctx.upstream_prefix {
+            Some(prefix) => {
+                tenant_finder = Finder::new(prefix.as_bytes()).into_owned();
+                &tenant_finder
+            }
+            None => &self.upstream_finder,
+        };
+        let from = finder.needle();
         // `response_sent` is still 0 while a configuration document is being read whole.
         if ctx.route == Some(Route::ServiceProviderConfig) && ctx.response_sent == 0 {
             if let Some(chunk) = body.take() {
@@ -124,7 +137,7 @@ impl Gate {
         let mut out = rewrite_chunk(
             &mut ctx.response_buf,
             chunk,
-            from,
+            finder,
             ctx.public_prefix.as_bytes(),
             end_of_stream,
         );
@@ -133,7 +146,11 @@ impl Gate {
             if let Some(n) = ctx.pad_to.filter(|n| *n > ctx.response_sent) {
                 // The rewrite only shortened the body: JSON whitespace (RFC 8259 §2) makes up the
                 // Content-Length already sent.
-                let mut padded = BytesMut::from(&out[..]);
+                // Padded in place when the rewrite's buffer is this chunk's alone (it is, for
+                // a rewritten chunk: room for the URLs' difference was reserved), copied if not.
+                let mut padded = out
+                    .try_into_mut()
+                    .unwrap_or_else(|b| BytesMut::from(&b[..]));
                 padded.resize(padded.len() + (n - ctx.response_sent), b' ');
                 ctx.response_sent = n;
                 out = padded.freeze();
@@ -150,27 +167,33 @@ const SPC_LIMIT: usize = 256 * 1024;
 /// could be the start of a `from` split across chunks (at most `from.len() - 1` bytes). At the
 /// end of the stream the carry goes out too. A chunk with no match and no carry is passed on
 /// without a copy.
-fn rewrite_chunk(
+pub(super) fn rewrite_chunk(
     carry: &mut BytesMut,
     chunk: Bytes,
-    from: &[u8],
+    finder: &Finder<'_>,
     to: &[u8],
     end_of_stream: bool,
 ) -> Bytes {
+    let from = finder.needle();
     if from.is_empty() {
         return chunk;
     }
     let keep = if end_of_stream { 0 } else { from.len() - 1 };
-    if carry.is_empty() && memchr::memmem::find(&chunk, from).is_none() {
+    if carry.is_empty() && finder.find(&chunk).is_none() {
         let hold = partial_prefix_len(&chunk, from).min(keep);
         carry.extend_from_slice(&chunk[chunk.len() - hold..]);
         return chunk.slice(..chunk.len() - hold);
     }
-    carry.extend_from_slice(&chunk);
-    let buf = std::mem::take(carry);
+    // Without a carry the chunk itself is searched: no copy of it first.
+    let buf = if carry.is_empty() {
+        chunk
+    } else {
+        carry.extend_from_slice(&chunk);
+        std::mem::take(carry).freeze()
+    };
     let mut out = BytesMut::with_capacity(buf.len() + to.len());
     let mut last = 0;
-    for at in memchr::memmem::find_iter(&buf, from) {
+    for at in finder.find_iter(&buf) {
         out.extend_from_slice(&buf[last..at]);
         out.extend_from_slice(to);
         last = at + from.len();
@@ -288,7 +311,13 @@ mod tests {
         let chunks: Vec<&[u8]> = body.chunks(size).collect();
         for (i, c) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
-            let piece = rewrite_chunk(&mut carry, Bytes::copy_from_slice(c), from, to, last);
+            let piece = rewrite_chunk(
+                &mut carry,
+                Bytes::copy_from_slice(c),
+                &Finder::new(from),
+                to,
+                last,
+            );
             out.extend_from_slice(&piece);
             assert!(
                 carry.len() < from.len(),
@@ -315,7 +344,13 @@ mod tests {
     fn a_chunk_without_a_match_passes_without_a_copy() {
         let mut carry = BytesMut::new();
         let chunk = Bytes::from_static(b"{\"plain\":true}");
-        let out = rewrite_chunk(&mut carry, chunk.clone(), b"http://up/v2", b"x", false);
+        let out = rewrite_chunk(
+            &mut carry,
+            chunk.clone(),
+            &Finder::new(b"http://up/v2"),
+            b"x",
+            false,
+        );
         assert_eq!(out.as_ptr(), chunk.as_ptr());
         assert_eq!(out, chunk);
         assert!(carry.is_empty());
