@@ -356,6 +356,9 @@ def main():
     ap.add_argument("--variants", default="passthrough_get,passthrough_patch,gate_get,gate_patch")
     ap.add_argument("--measure", default="instructions",
                     help="comma-separated: instructions, allocations, switches, syscalls")
+    ap.add_argument("--gate-before",
+                    help="another build of the gate (e.g. the commit before a change): the "
+                         "gate_before_get and gate_before_patch variants, same config and token")
     ap.add_argument("--passthrough-tuned",
                     help="the passthrough for the tuned rows (run with --no-modules, as the gate)")
     a = ap.parse_args()
@@ -423,34 +426,43 @@ def main():
             gate.terminate()
             gate.wait()
         etcd_cmd = ([a.gate, "run", "-c", cfg], etcd_port, etcd_token)
+    # The passthrough gets the same request bytes as the gate, token included (it forwards the
+    # header as it is): the floor then parses and writes what the gate parses and writes.
+    pt_token = token or "scimgate_" + "0" * 49
     pt_port = free_port()
     pt_cmd = [a.passthrough, "--listen", f"127.0.0.1:{pt_port}", "--upstream", f"127.0.0.1:{up}"]
 
     variants = {
-        "passthrough_get": (pt_cmd, pt_port, request("GET", "/v2/Users/42", None, None)),
-        "passthrough_patch": (pt_cmd, pt_port, request("PATCH", "/v2/Users/42", None, patch)),
+        "passthrough_get": (pt_cmd, pt_port, request("GET", "/v2/Users/42", pt_token, None)),
+        "passthrough_patch": (pt_cmd, pt_port, request("PATCH", "/v2/Users/42", pt_token, patch)),
     }
     if a.passthrough_tuned:
         tuned_port = free_port()
         tuned_cmd = [a.passthrough_tuned, "--listen", f"127.0.0.1:{tuned_port}",
                      "--upstream", f"127.0.0.1:{up}", "--no-modules"]
         variants["tuned_passthrough_get"] = (tuned_cmd, tuned_port,
-                                             request("GET", "/v2/Users/42", None, None))
+                                             request("GET", "/v2/Users/42", pt_token, None))
         variants["tuned_passthrough_patch"] = (tuned_cmd, tuned_port,
-                                               request("PATCH", "/v2/Users/42", None, patch))
+                                               request("PATCH", "/v2/Users/42", pt_token, patch))
         # The tuned passthrough with the gate's upstream timeouts too: Pingora's timers apart.
         timed_port = free_port()
         timed_cmd = [a.passthrough_tuned, "--listen", f"127.0.0.1:{timed_port}",
                      "--upstream", f"127.0.0.1:{up}", "--no-modules", "--timeouts"]
         variants["timed_passthrough_get"] = (timed_cmd, timed_port,
-                                             request("GET", "/v2/Users/42", None, None))
+                                             request("GET", "/v2/Users/42", pt_token, None))
         variants["timed_passthrough_patch"] = (timed_cmd, timed_port,
-                                               request("PATCH", "/v2/Users/42", None, patch))
+                                               request("PATCH", "/v2/Users/42", pt_token, patch))
     if gate_cmd:
         variants["gate_get"] = (gate_cmd, gate_port,
                                 request("GET", "/scim/v2/Users/42", token, None))
         variants["gate_patch"] = (gate_cmd, gate_port,
                                   request("PATCH", "/scim/v2/Users/42", token, patch))
+        if a.gate_before:
+            before_cmd = [a.gate_before] + gate_cmd[1:]
+            variants["gate_before_get"] = (before_cmd, gate_port,
+                                           request("GET", "/scim/v2/Users/42", token, None))
+            variants["gate_before_patch"] = (before_cmd, gate_port,
+                                             request("PATCH", "/scim/v2/Users/42", token, patch))
     measures = a.measure.split(",")
     for v in a.variants.split(","):
         if v == "gate_get_etcd":

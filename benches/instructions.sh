@@ -9,6 +9,7 @@
 #
 #   benches/instructions.sh                       # build release binaries, run every variant
 #   GATE_BIN=path/to/scim-gate benches/instructions.sh   # measure another build of the gate
+#   BEFORE_BIN=path/to/old/scim-gate VARIANTS=gate_before_get,gate_get ...   # before and after
 #   N=2000 WARMUP=200 VARIANTS=gate_get,gate_patch benches/instructions.sh
 #   MEASURE=instructions,allocations,switches,syscalls benches/instructions.sh   # everything
 #
@@ -30,7 +31,9 @@ if [ -z "${GATE_BIN:-}" ]; then
 fi
 PASSTHROUGH_BIN="${PASSTHROUGH_BIN:-$TARGET/release/examples/passthrough}"
 TUNED_BIN="${TUNED_BIN:-$PASSTHROUGH_BIN}"
-exec python3 "$ROOT/benches/instructions.py" --gate "$GATE_BIN" --passthrough "$PASSTHROUGH_BIN" \
+BEFORE=()
+if [ -n "${BEFORE_BIN:-}" ]; then BEFORE=(--gate-before "$BEFORE_BIN"); fi
+exec python3 "$ROOT/benches/instructions.py" --gate "$GATE_BIN" --passthrough "$PASSTHROUGH_BIN" "${BEFORE[@]}" \
     --passthrough-tuned "$TUNED_BIN" --n "${N:-2000}" --warmup "${WARMUP:-200}" \
     --measure "${MEASURE:-instructions}" \
     --variants "${VARIANTS:-passthrough_get,passthrough_patch,tuned_passthrough_get,tuned_passthrough_patch,timed_passthrough_get,timed_passthrough_patch,gate_get,gate_patch}"

@@ -85,5 +85,17 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookup);
+/// The SHA-256 of one presented gate token, natively: the request path's one cryptographic
+/// step. Under valgrind (the instruction counts of `benches/instructions.sh`) the CPU's SHA
+/// extensions are hidden and the portable code runs; this is the figure a real CPU pays
+/// (BENCHMARKS.md, "Where the rest goes").
+fn sha256(c: &mut Criterion) {
+    let token = secret::NewToken::generate();
+    let presented = token.expose().as_bytes().to_vec();
+    c.bench_function("sha256_gate_token", |b| {
+        b.iter(|| secret::sha256(black_box(&presented)))
+    });
+}
+
+criterion_group!(benches, lookup, sha256);
 criterion_main!(benches);
