@@ -5,14 +5,14 @@
 //! No label carries a secret or a user's data: labels are methods, resource kinds, outcome and
 //! reason names, token *ids* (public), and error kinds.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora_prometheus::prometheus::{
-    self, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    TextEncoder,
+    self, Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, TextEncoder,
 };
 
 use crate::tokens::TokenStore;
@@ -132,6 +132,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (`outcome as usize` is its place).
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Forwarded,
+        Outcome::Unauthorized,
+        Outcome::Rejected,
+        Outcome::UpstreamError,
+    ];
+
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {
@@ -139,6 +147,72 @@ impl Outcome {
             Outcome::Unauthorized => "unauthorized",
             Outcome::Rejected => "rejected",
             Outcome::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+/// The `method` label's values: a bounded set, so a client cannot grow the metric with odd
+/// methods.
+const METHOD_LABELS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "other"];
+
+/// The place of `m`'s label in [`METHOD_LABELS`].
+fn method_index(m: &http::Method) -> usize {
+    match *m {
+        http::Method::GET => 0,
+        http::Method::POST => 1,
+        http::Method::PUT => 2,
+        http::Method::PATCH => 3,
+        http::Method::DELETE => 4,
+        http::Method::HEAD => 5,
+        _ => 6,
+    }
+}
+
+/// The `method` label of `m` (`other` for any method outside the known set).
+pub fn method_label(m: &http::Method) -> &'static str {
+    METHOD_LABELS[method_index(m)]
+}
+
+/// The series of `scim_gate_requests_total`, each resolved on the first request that counts in
+/// it and kept: `with_label_values` hashes its three labels on every call, and every request
+/// counts itself. A series appears in `/metrics` once it counted, as before.
+pub struct RequestSeries {
+    /// By (method, route or `none`, outcome), flattened.
+    cells: Box<[OnceLock<IntCounter>]>,
+}
+
+impl Default for RequestSeries {
+    fn default() -> RequestSeries {
+        let routes = crate::routes::Route::LABELS.len() + 1;
+        RequestSeries {
+            cells: (0..METHOD_LABELS.len() * routes * Outcome::ALL.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+}
+
+impl RequestSeries {
+    /// Counts one request.
+    pub fn inc(
+        &self,
+        method: &http::Method,
+        route: Option<&crate::routes::Route>,
+        outcome: Outcome,
+    ) {
+        let routes = crate::routes::Route::LABELS.len() + 1;
+        let (route_index, route_label) = match route {
+            Some(r) => (r.label_index(), r.label()),
+            None => (routes - 1, "none"),
+        };
+        let m = method_index(method);
+        let cell = (m * routes + route_index) * Outcome::ALL.len() + outcome as usize;
+        if let Some(series) = self.cells.get(cell) {
+            series
+                .get_or_init(|| {
+                    REQUESTS.with_label_values(&[METHOD_LABELS[m], route_label, outcome.label()])
+                })
+                .inc();
         }
     }
 }
@@ -455,10 +529,42 @@ impl ServeHttp for MetricsApp {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::routes::{Resource, Route};
+
+    #[test]
+    fn request_series_count_under_their_own_labels() {
+        let series = RequestSeries::default();
+        let value = |labels: &[&str]| REQUESTS.with_label_values(labels).get();
+        let route = Route::Search(Some(Resource::Groups));
+        let before = [
+            value(&["POST", "search", "rejected"]),
+            value(&["other", "none", "upstream_error"]),
+            value(&["DELETE", "oauth_token", "unauthorized"]),
+        ];
+        series.inc(&http::Method::POST, Some(&route), Outcome::Rejected);
+        series.inc(&http::Method::POST, Some(&route), Outcome::Rejected);
+        series.inc(&http::Method::OPTIONS, None, Outcome::UpstreamError);
+        series.inc(
+            &http::Method::DELETE,
+            Some(&Route::OAuthToken),
+            Outcome::Unauthorized,
+        );
+        assert_eq!(value(&["POST", "search", "rejected"]), before[0] + 2);
+        assert_eq!(value(&["other", "none", "upstream_error"]), before[1] + 1);
+        assert_eq!(
+            value(&["DELETE", "oauth_token", "unauthorized"]),
+            before[2] + 1
+        );
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "ALL is in declaration order");
+        }
+    }
+
     #[test]
     fn every_metric_of_the_spec_is_rendered() {
-        super::init();
-        super::REQUESTS
+        init();
+        REQUESTS
             .with_label_values(&["GET", "Users", "forwarded"])
             .inc();
         super::DURATION.observe(0.001);

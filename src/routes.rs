@@ -27,17 +27,34 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every value [`Route::label`] takes, in [`Route::label_index`] order.
+    pub const LABELS: [&'static str; 8] = [
+        "Users",
+        "Groups",
+        "search",
+        "Bulk",
+        "ServiceProviderConfig",
+        "Schemas",
+        "ResourceTypes",
+        "oauth_token",
+    ];
+
     /// A short, bounded label for metrics and logs (never an id).
     pub fn label(&self) -> &'static str {
+        Route::LABELS[self.label_index()]
+    }
+
+    /// The label's place in [`Route::LABELS`], for metric series resolved once per label.
+    pub fn label_index(&self) -> usize {
         match self {
-            Route::Collection(Resource::Users) | Route::Item(Resource::Users, _) => "Users",
-            Route::Collection(Resource::Groups) | Route::Item(Resource::Groups, _) => "Groups",
-            Route::Search(_) => "search",
-            Route::Bulk => "Bulk",
-            Route::ServiceProviderConfig => "ServiceProviderConfig",
-            Route::Schemas(_) => "Schemas",
-            Route::ResourceTypes(_) => "ResourceTypes",
-            Route::OAuthToken => "oauth_token",
+            Route::Collection(Resource::Users) | Route::Item(Resource::Users, _) => 0,
+            Route::Collection(Resource::Groups) | Route::Item(Resource::Groups, _) => 1,
+            Route::Search(_) => 2,
+            Route::Bulk => 3,
+            Route::ServiceProviderConfig => 4,
+            Route::Schemas(_) => 5,
+            Route::ResourceTypes(_) => 6,
+            Route::OAuthToken => 7,
         }
     }
 

@@ -86,6 +86,8 @@ pub struct Gate {
     decisions: Arc<DecisionLog>,
     /// The tenants with their own metric series (`metrics.max_tenants`).
     tenants: metrics::TenantCap,
+    /// `scim_gate_requests_total`'s series, resolved once each.
+    request_series: metrics::RequestSeries,
     /// `oauth.access_token_ttl` when the token endpoint is on.
     oauth_ttl: Option<Duration>,
 }
@@ -119,6 +121,7 @@ impl Gate {
             breakers: Arc::new(Breakers::new(&cfg.destructive)),
             decisions: Arc::new(DecisionLog::new(cfg.admin.decisions_kept)),
             tenants: metrics::TenantCap::new(cfg.metrics.max_tenants),
+            request_series: metrics::RequestSeries::default(),
             oauth_ttl: cfg.oauth.map(|o| o.access_token_ttl),
             schemes: match cfg.policy.spec.dialect {
                 crate::scim::Dialect::Strict => auth::Schemes::BearerOnly,
@@ -244,7 +247,7 @@ impl Gate {
                 // The method is named only from the known set: an arbitrary method is the
                 // client's own text, which may be anything, a token included (found by the
                 // request fuzzer, fuzz/fuzz_targets/request.rs).
-                match method_label(&method) {
+                match metrics::method_label(&method) {
                     "other" => format!("this method is not allowed on {}", route.label()),
                     known => format!("{known} is not allowed on {}", route.label()),
                 },
@@ -360,20 +363,27 @@ impl Gate {
         let uri = http::Uri::try_from(path)
             .map_err(|e| Error::because(ErrorType::InternalError, "building upstream uri", e))?;
         req.set_uri(uri);
+        // What must not travel goes first: a header removed frees a slot in Pingora's header
+        // map, which is sized to the headers that arrived, so the gate's own may not grow it.
+        req.remove_header(&http::header::EXPECT);
+        // Upstream bodies are rewritten (URLs); ask for them uncompressed.
+        req.remove_header(&http::header::ACCEPT_ENCODING);
         let tenant = match token.tenant_header() {
             Some(v) => v.clone(),
             None => http::HeaderValue::from_str(token.tenant()).map_err(|e| {
                 Error::because(ErrorType::InvalidHTTPHeader, "tenant header value", e)
             })?,
         };
-        self.upstream.set_headers(req, tenant, token.id())?;
-        req.remove_header(&http::header::EXPECT);
-        if let BodyMode::Replay(body) = &ctx.body {
+        if let BodyMode::Replay(_) = &ctx.body {
             req.remove_header(&http::header::TRANSFER_ENCODING);
-            req.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
         }
-        // Upstream bodies are rewritten (URLs); ask for them uncompressed.
-        req.remove_header(&http::header::ACCEPT_ENCODING);
+        self.upstream.set_headers(req, tenant, token.id())?;
+        if let BodyMode::Replay(body) = &ctx.body {
+            req.insert_header(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body.len()),
+            )?;
+        }
         Ok(())
     }
 
@@ -424,13 +434,13 @@ impl Gate {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
             ctx.counted = false;
         }
-        let method = method_label(&session.req_header().method);
+        let req_method = &session.req_header().method;
+        let method = metrics::method_label(req_method);
         let route = ctx.route.as_ref().map_or("none", Route::label);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.map_or(Duration::ZERO, |s| s.elapsed());
-        metrics::REQUESTS
-            .with_label_values(&[method, route, ctx.outcome.label()])
-            .inc();
+        self.request_series
+            .inc(req_method, ctx.route.as_ref(), ctx.outcome);
         let (tenant, idp) = match &ctx.token {
             Some(t) => (self.tenants.label(t.tenant()), t.idp().as_str()),
             None => ("none", "none"),
@@ -469,18 +479,5 @@ fn guard_input<'a>(session: &'a Session, ctx: &'a GateCtx) -> GuardInput<'a> {
         head: session.req_header(),
         client: session.client_addr().and_then(|a| a.as_inet()).copied(),
         route: ctx.route.as_ref(),
-    }
-}
-
-/// The `method` label: a bounded set, so a client cannot grow the metric with odd methods.
-fn method_label(m: &http::Method) -> &'static str {
-    match *m {
-        http::Method::GET => "GET",
-        http::Method::POST => "POST",
-        http::Method::PUT => "PUT",
-        http::Method::PATCH => "PATCH",
-        http::Method::DELETE => "DELETE",
-        http::Method::HEAD => "HEAD",
-        _ => "other",
     }
 }
