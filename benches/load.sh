@@ -21,6 +21,7 @@
 #     failed requests;
 #   - rotation under load: while (3) runs with token A, refreshes token B 1 000 times over the
 #     admin socket and after each answer tries B's previous secret (must be refused);
+#   - context switches per request of the passthrough and the gate under load (/proc, all threads);
 #   - memory: VmRSS of a fresh gate with 10, 100 000 and 1 000 000 tokens loaded;
 #   - writes the results between markers in BENCHMARKS.md (the text around them is kept).
 #
@@ -411,6 +412,27 @@ run_wrk() {   # run_wrk VARIANT DURATION OUTFILE
         *) die "unknown variant $v" ;;
     esac >"$out" 2>&1
 }
+# Context switches of every thread of PID so far (voluntary + involuntary): read around each
+# measured run, divided by its requests — the cross-thread hand-offs per request under load.
+switches() {   # switches PID
+    cat /proc/"$1"/task/*/status 2>/dev/null \
+        | awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {n += $2} END {print n + 0}'
+}
+switches_by_thread() {   # switches_by_thread PID: "TID NAME VOLUNTARY INVOLUNTARY" per thread
+    local t
+    for t in /proc/"$1"/task/*; do
+        printf '%s %s %s\n' "${t##*/}" "$(tr ' ' '_' <"$t/comm" 2>/dev/null)" \
+            "$(awk '/^voluntary_ctxt_switches/ {v = $2} /^nonvoluntary_ctxt_switches/ {n = $2}
+                END {print v + 0, n + 0}' "$t/status" 2>/dev/null)"
+    done
+}
+proxy_pid() {   # proxy_pid VARIANT: the proxy process a variant measures (none for the others)
+    case "$1" in
+        passthrough | passthrough_patch) echo "$PT_PID" ;;
+        gate_get | gate_patch) echo "$GATE_PID" ;;
+        *) echo "" ;;
+    esac
+}
 SELECTED=()
 for v in "${ALL_VARIANTS[@]}"; do wanted "$v" && SELECTED+=("$v"); done
 [ ${#SELECTED[@]} -gt 0 ] || die "VARIANTS selects nothing"
@@ -425,8 +447,40 @@ for r in $(seq 1 "$ROUNDS"); do
     # Rotate the order each round so no variant always follows the same one.
     for i in $(seq 0 $((n - 1))); do
         v="${SELECTED[$(((i + r - 1) % n))]}"
+        pid="$(proxy_pid "$v")"
+        [ -n "$pid" ] && s0="$(switches "$pid")" && switches_by_thread "$pid" >"$RES/threads0"
         run_wrk "$v" "$DURATION" "$RES/wrk-$v-r$r.txt"
         summary="$("$PY" "$HERE/loadbench.py" wrk "$RES/wrk-$v-r$r.txt")"
+        if [ -n "$pid" ]; then
+            s1="$(switches "$pid")"
+            per="$("$PY" -c 'import json,sys; r=json.loads(sys.argv[1])["requests"] or 0; print(f"{(int(sys.argv[3])-int(sys.argv[2]))/r:.3f}" if r else "-")' \
+                "$summary" "$s0" "$s1" 2>/dev/null || echo -)"
+            echo "$per" >"$RES/switches-$v-r$r.txt"
+            summary+=" switches/request $per"
+            # Which threads switch: per thread name, per request (the largest first).
+            switches_by_thread "$pid" >"$RES/threads1"
+            summary+=" ($("$PY" - "$RES/threads0" "$RES/threads1" "$summary" <<'EOF'
+import json, sys
+def read(path):
+    out = {}
+    for line in open(path):
+        parts = line.split()
+        if len(parts) == 4:
+            out[parts[0]] = (parts[1], int(parts[2]), int(parts[3]))
+    return out
+before, after = read(sys.argv[1]), read(sys.argv[2])
+by_name = {}
+for tid, (name, v, n) in after.items():
+    _, v0, n0 = before.get(tid, (name, 0, 0))
+    tv, tn = by_name.get(name, (0, 0))
+    by_name[name] = (tv + v - v0, tn + n - n0)
+requests = json.loads(sys.argv[3].split(" switches/")[0])["requests"] or 1
+top = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:4]
+print(", ".join(f"{name} {v / requests:.3f} voluntary + {n / requests:.3f} preempted"
+                for name, (v, n) in top if v + n > 0))
+EOF
+))"
+        fi
         log "round $r/$ROUNDS $v: $summary"
     done
 done

@@ -194,9 +194,8 @@ impl Upstream {
     }
 
     /// Fills the headers every upstream request carries: its `Host`, its credential (the IdP's
-    /// own `Authorization` never travels on), and the token's identity. `tenant` is a ready
-    /// header value ([`crate::tokens::TokenInfo::tenant_header`]), so the request path copies
-    /// only the token id.
+    /// own `Authorization` never travels on), and the token's identity (`tenant` as a header
+    /// value already, so a caller reports an invalid one in its own terms).
     pub fn set_headers(
         &self,
         req: &mut RequestHeader,

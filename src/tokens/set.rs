@@ -48,10 +48,6 @@ pub struct TokenSet {
     index: Vec<(u32, u32)>,
     ids: String,
     tenants: Vec<Arc<str>>,
-    /// Parallel to `tenants`: each name as the `X-Scim-Tenant` value the upstream receives,
-    /// built once per tenant so forwarding a request does not copy it (`None`: not a valid
-    /// header value; the request path then reports the error it always did).
-    tenant_headers: Vec<Option<http::HeaderValue>>,
     domain_lists: Vec<Arc<[String]>>,
     /// Interned like the domains: as written (for the records) and parsed (for the guard).
     network_lists: Vec<NetworkList>,
@@ -106,11 +102,6 @@ impl TokenInfo {
     /// The tenant it provisions.
     pub fn tenant(&self) -> &str {
         &self.set.tenants[self.slot().tenant as usize]
-    }
-    /// The tenant as an HTTP header value, built once per tenant (an `Arc`-like clone, no
-    /// copy); `None` when the name is no valid header value.
-    pub fn tenant_header(&self) -> Option<&http::HeaderValue> {
-        self.set.tenant_headers[self.slot().tenant as usize].as_ref()
     }
     /// The IdP that holds it.
     pub fn idp(&self) -> Idp {
@@ -169,8 +160,6 @@ impl TokenSet {
             };
             let tenant = *tenant_ids.entry(r.tenant.as_str()).or_insert_with(|| {
                 set.tenants.push(Arc::from(r.tenant.as_str()));
-                set.tenant_headers
-                    .push(http::HeaderValue::from_str(&r.tenant).ok());
                 (set.tenants.len() - 1) as u32
             });
             let domains = *domain_ids.entry(r.domains.as_slice()).or_insert_with(|| {
