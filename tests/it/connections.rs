@@ -149,6 +149,15 @@ fn connections_over_max_connections_are_closed_at_once_and_slots_come_back() {
     let (_up, gate, _t) = gate_with(|o| {
         o.server().max_connections = Some(3);
     });
+    // The harness's own readiness probes hold a slot until the gate has seen them close; a
+    // connection opened before that would be the fourth.
+    assert!(
+        eventually(Duration::from_secs(5), || gate
+            .metric("scim_gate_connections")
+            == 0.0),
+        "{}",
+        gate.metrics()
+    );
     let mut held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(gate.addr()).expect("connect"))
         .collect();
