@@ -32,6 +32,7 @@ import argparse
 import glob
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -112,15 +113,34 @@ class Client:
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         status = int(head.split(b" ", 2)[1])
         length = 0
+        chunked = False
         for line in head.split(b"\r\n")[1:]:
             k, _, v = line.partition(b":")
             if k.strip().lower() == b"content-length":
                 length = int(v.strip())
-        while len(self.buf) < length:
-            self.buf += self.recv()
-        self.buf = self.buf[length:]
+            elif k.strip().lower() == b"transfer-encoding" and b"chunked" in v.lower():
+                chunked = True
+        if chunked:
+            self.skip_chunks()
+        else:
+            while len(self.buf) < length:
+                self.buf += self.recv()
+            self.buf = self.buf[length:]
         if status != 200:
             raise SystemExit(f"unexpected status {status}")
+
+    def skip_chunks(self):
+        """Reads a chunked body (nginx's `sub_filter` re-frames the answer) up to its end."""
+        while True:
+            while b"\r\n" not in self.buf:
+                self.buf += self.recv()
+            size_line, self.buf = self.buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(self.buf) < size + 2:
+                self.buf += self.recv()
+            self.buf = self.buf[size + 2:]
+            if size == 0:
+                return
 
     def recv(self):
         chunk = self.sock.recv(65536)
@@ -347,6 +367,61 @@ def measure(cmd, port, raw, n, warmup, work, name, idle=False):
     return ir / n
 
 
+def nginx_map(work, port, up, token):
+    """nginx as the issue's third reference: a reverse proxy that checks the bearer token against
+    a `map` of plaintext values (the same token), sets X-Scim-Tenant, drops Authorization and
+    rewrites the upstream's URLs (`sub_filter`), as benches/load.sh configures it — one process
+    (`master_process off`), so callgrind and the counters see all of it. Returns the command."""
+    d = os.path.join(work, "nginx")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    keepalive_requests 100000000;
+    map_hash_bucket_size 128;
+    map $http_authorization $scim_tenant {{
+        default "";
+        "Bearer {token}" "bench";
+    }}
+    upstream scim_upstream {{
+        server 127.0.0.1:{up};
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /scim/v2/ {{
+            default_type application/scim+json;
+            if ($scim_tenant = "") {{
+                return 401 '{{"status":"401"}}';
+            }}
+            proxy_pass http://scim_upstream/v2/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "";
+            proxy_set_header Accept-Encoding "";
+            proxy_set_header X-Scim-Tenant $scim_tenant;
+            proxy_redirect http://127.0.0.1:{up}/v2/ $scheme://$http_host/scim/v2/;
+            sub_filter_types application/scim+json application/json;
+            sub_filter_once off;
+            sub_filter 'http://127.0.0.1:{up}/v2/' '$scheme://$http_host/scim/v2/';
+        }}
+    }}
+}}
+""")
+    return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gate", required=True)
@@ -463,6 +538,13 @@ def main():
                                            request("GET", "/scim/v2/Users/42", token, None))
             variants["gate_before_patch"] = (before_cmd, gate_port,
                                              request("PATCH", "/scim/v2/Users/42", token, patch))
+    if any(v.startswith("nginx_map") for v in a.variants.split(",")):
+        ngx_port = free_port()
+        ngx_cmd = nginx_map(work, ngx_port, up, pt_token)
+        variants["nginx_map_get"] = (ngx_cmd, ngx_port,
+                                     request("GET", "/scim/v2/Users/42", pt_token, None))
+        variants["nginx_map_patch"] = (ngx_cmd, ngx_port,
+                                       request("PATCH", "/scim/v2/Users/42", pt_token, patch))
     measures = a.measure.split(",")
     for v in a.variants.split(","):
         if v == "gate_get_etcd":

@@ -12,13 +12,16 @@
 #   BEFORE_BIN=path/to/old/scim-gate VARIANTS=gate_before_get,gate_get ...   # before and after
 #   N=2000 WARMUP=200 VARIANTS=gate_get,gate_patch benches/instructions.sh
 #   MEASURE=instructions,allocations,switches,syscalls benches/instructions.sh   # everything
+#   VARIANTS=nginx_map_get,nginx_map_patch benches/instructions.sh   # nginx with a `map` (installs nginx)
 #
 # Prints `variant instructions_per_request` lines. Installs valgrind when missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-for tool in valgrind strace; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
+NEED_NGINX=""
+case "${VARIANTS:-}" in *nginx*) NEED_NGINX=nginx ;; esac
+for tool in valgrind strace $NEED_NGINX; do
+    if ! command -v "$tool" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$tool" ]; then
         SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
         $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$tool"
