@@ -226,15 +226,23 @@ def wait_answering(port, raw, limit):
             time.sleep(0.2)
 
 
-def start_native(cmd, port, raw, warmup, ready_retry):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def start_proxy(cmd, port, raw, warmup, ready_retry, stderr=subprocess.DEVNULL):
+    """Starts `cmd` (a proxy, natively or under a valgrind tool), waits for its port — and for
+    a real answer when `ready_retry` (a cluster replica answers 503 until it has loaded the
+    state) — and sends the warm-up requests on one keep-alive connection. The process is
+    stopped again if any of that fails."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr,
                             env=dict(os.environ, RUST_LOG="info"))
-    wait_port(port, proc)
-    if ready_retry:
-        wait_answering(port, raw, 60)
-    client = Client(port, raw)
-    for _ in range(warmup):
-        client.one()
+    try:
+        wait_port(port, proc)
+        if ready_retry:
+            wait_answering(port, raw, 120)
+        client = Client(port, raw)
+        for _ in range(warmup):
+            client.one()
+    except BaseException:
+        stop(proc)
+        raise
     return proc, client
 
 
@@ -247,7 +255,7 @@ def stop(proc):
 
 
 def measure_switches(cmd, port, raw, n, warmup, ready_retry=False):
-    proc, client = start_native(cmd, port, raw, warmup, ready_retry)
+    proc, client = start_proxy(cmd, port, raw, warmup, ready_retry)
     try:
         before = proc_switches(proc.pid)
         for _ in range(n):
@@ -258,7 +266,7 @@ def measure_switches(cmd, port, raw, n, warmup, ready_retry=False):
 
 
 def measure_syscalls(cmd, port, raw, n, warmup, work, name, ready_retry=False):
-    proc, client = start_native(cmd, port, raw, warmup, ready_retry)
+    proc, client = start_proxy(cmd, port, raw, warmup, ready_retry)
     out = os.path.join(work, f"strace.{name}")
     try:
         # `-p` attaches one thread: name every thread of the process (Pingora's workers
@@ -290,7 +298,7 @@ def dhat_totals(cmd, port, raw, requests, work, name, ready_retry):
     log = os.path.join(work, f"dhat.{name}.{requests}.log")
     vg = ["valgrind", "--tool=dhat", f"--dhat-out-file={os.path.join(work, 'dhat.out')}.%p",
           f"--log-file={log}"] + cmd
-    proc, client = start_native(vg, port, raw, 0, ready_retry)
+    proc, client = start_proxy(vg, port, raw, 0, ready_retry)
     try:
         for _ in range(requests):
             client.one()
@@ -321,16 +329,8 @@ def measure(cmd, port, raw, n, warmup, work, name, idle=False):
     out = os.path.join(work, f"callgrind.{name}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p",
           "--dump-instr=no", "--collect-jumps=no"] + cmd
-    proc = subprocess.Popen(vg, stdout=subprocess.DEVNULL, stderr=open(f"{out}.log", "w"),
-                            env=dict(os.environ, RUST_LOG="info"))
+    proc, client = start_proxy(vg, port, raw, warmup, idle, stderr=open(f"{out}.log", "w"))
     try:
-        wait_port(port, proc)
-        if idle:
-            # A cluster replica answers 503 until it has registered and loaded the state.
-            wait_answering(port, raw, 120)
-        client = Client(port, raw)
-        for _ in range(warmup):
-            client.one()
         # Everything so far (start-up, warm-up) is discarded; the dump holds the N requests.
         for f in glob.glob(out + ".*"):
             if not f.endswith(".log"):
